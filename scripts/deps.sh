@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what sigbpf's example and tests need on a fresh Debian 12 machine
+# (run as root): clang-19/llvm-19 (compile test programs, llvm-objdump reference),
+# bpftool and libbpf (references for tests and benchmarks), then sigbpf itself.
+# Idempotent: what is already there is not installed again.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+need_apt=()
+command -v clang-19 >/dev/null 2>&1 || need_apt+=(clang-19)
+command -v llvm-objdump-19 >/dev/null 2>&1 || need_apt+=(llvm-19)
+command -v bpftool >/dev/null 2>&1 || need_apt+=(bpftool)
+[ -e /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
+ls /usr/lib/x86_64-linux-gnu/libbpf.so* >/dev/null 2>&1 || need_apt+=(libbpf1)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
+command -v keyctl >/dev/null 2>&1 || need_apt+=(keyutils)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "deps: apt-get install ${need_apt[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq "${need_apt[@]}" >&2
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e "$here[test]" >&2

@@ -1,0 +1,1 @@
+"""The ``sigbpf`` command line: one module per command, imported on use."""

@@ -1,0 +1,145 @@
+"""Shared test fixtures: compiling the C programs, corpus BTF, the CLI, the kernel.
+
+* ``bpf_object(name)``  compiles ``tests/progs/<name>.c`` with clang-19
+  (``-target bpf -g -O2``) once per session and returns the ``.o`` path.
+* ``corpus_btf(name)``  decompresses ``tests/data/corpus/<name>.xz`` once per session.
+* ``vmlinux_h``         the running kernel's ``vmlinux.h`` as bpftool writes it.
+* ``cli``               runs ``python -m sigbpf ...`` and returns the completed process.
+* ``kernel``            skips when ``bpf()`` is unavailable; with
+  ``SIGBPF_REQUIRE_KERNEL=1`` (CI) that skip is a failure instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+PROGS = TESTS / "progs"
+CORPUS = TESTS / "data" / "corpus"
+VMLINUX = Path("/sys/kernel/btf/vmlinux")
+CLANG = shutil.which("clang-19") or shutil.which("clang")
+BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
+LLVM_OBJDUMP = shutil.which("llvm-objdump-19")
+
+CORPUS_KERNELS = ("6.1.0-56-amd64", "6.12.95+deb12-amd64")
+CORPUS_MODULES = ("nf_conntrack", "xfs")
+
+
+def _bpf_available() -> str | None:
+    """None when bpf() answers here, else why not."""
+    if sys.platform != "linux":
+        return "not Linux"
+    if not VMLINUX.exists():
+        return "no /sys/kernel/btf/vmlinux"
+    libc = ctypes.CDLL(None, use_errno=True)
+    # BPF_PROG_LOAD with an empty attr: EINVAL/E2BIG/EFAULT mean bpf() exists and
+    # we may call it; EPERM/ENOSYS mean it is not available to us.
+    attr = ctypes.create_string_buffer(168)
+    rc = libc.syscall(321, 5, attr, 168)
+    err = ctypes.get_errno()
+    if rc < 0 and err in (1, 38):
+        return f"bpf() unavailable: {os.strerror(err)}"
+    if rc >= 0:
+        os.close(rc)
+    return None
+
+
+@pytest.fixture(scope="session")
+def kernel() -> None:
+    """Use in every test that calls the real kernel."""
+    why = _bpf_available()
+    if why is not None:
+        if os.environ.get("SIGBPF_REQUIRE_KERNEL") == "1":
+            pytest.fail(f"SIGBPF_REQUIRE_KERNEL=1 but {why}")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("build")
+
+
+@pytest.fixture(scope="session")
+def vmlinux_h(build_dir: Path) -> Path:
+    """The running kernel's vmlinux.h as the reference tool (bpftool) writes it."""
+    out = build_dir / "include" / "vmlinux.h"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        text = subprocess.run(
+            [BPFTOOL, "btf", "dump", "file", str(VMLINUX), "format", "c"],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        out.write_text(text)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bpf_object(build_dir: Path, vmlinux_h: Path):
+    """compile(name) -> Path of tests/progs/<name>.c compiled for BPF."""
+    if CLANG is None:
+        pytest.fail("clang-19 is not installed (scripts/deps.sh installs it)")
+    cache: dict[str, Path] = {}
+
+    def compile_(name: str, *extra: str) -> Path:
+        key = name + "\0" + "\0".join(extra)
+        if key not in cache:
+            src = PROGS / f"{name}.c"
+            out = build_dir / (name + ("-" + str(abs(hash(key))) if extra else "") + ".o")
+            subprocess.run(
+                [CLANG, "-target", "bpf", "-g", "-O2", "-D__TARGET_ARCH_x86",
+                 "-I", str(vmlinux_h.parent), "-I", str(PROGS),
+                 *extra, "-c", str(src), "-o", str(out)],
+                check=True, capture_output=True, text=True,
+            )
+            cache[key] = out
+        return cache[key]
+
+    return compile_
+
+
+@pytest.fixture(scope="session")
+def corpus_btf(tmp_path_factory: pytest.TempPathFactory):
+    """path(name) -> decompressed corpus file, e.g. path('6.1.0-56-amd64.btf')."""
+    out_dir = tmp_path_factory.mktemp("corpus")
+
+    def path(name: str) -> Path:
+        out = out_dir / name
+        if not out.exists():
+            out.write_bytes(lzma.decompress((CORPUS / f"{name}.xz").read_bytes()))
+        return out
+
+    return path
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """run(*args, input=None) -> CompletedProcess of `python -m sigbpf args` (text mode)."""
+
+    def run(*args: str, input: str | None = None, cwd: str | Path | None = None):
+        return subprocess.run(
+            [sys.executable, "-m", "sigbpf", *map(str, args)],
+            capture_output=True, text=True, input=input, cwd=cwd, timeout=300,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+    return run
+
+
+def assert_one_line_error(proc, code: int = 2, contains: str | None = None) -> None:
+    """The CLI's error contract: non-zero exit, one line on stderr, no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in err, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("sigbpf:"), err
+    if contains is not None:
+        assert contains in err, err
