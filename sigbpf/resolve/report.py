@@ -1,0 +1,167 @@
+"""One program through the seed's pass and sigbpf's checks: :func:`analyze` -> :class:`ProgramReport`.
+
+Order of work, for one program:
+
+1. the seed's pass (:func:`~sigbpf.resolve.resolver.resolve_kfunc_calls`),
+   exactly as the kernel would run it; its log and errno are kept verbatim;
+2. on the calls it resolved (all of them, or those before the first failure),
+   the checks beyond the seed, each unless switched off in
+   :class:`CheckOptions`: prototype (:mod:`.prototype`), is-it-a-kfunc
+   (:mod:`.kfunc_check`), module replacement (:mod:`.modules`);
+3. the digests before and after resolution (:mod:`.digest`).
+
+The program is accepted when the seed's pass succeeds and no check reports
+an error.  ``errno`` is the seed's when it failed (what the kernel returns),
+else the errno of the first error finding.  Findings are added to the log as
+``sigbpf: <severity>: kfunc call insn N: ...`` lines after the kernel's lines.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+from sigbpf.asm.instruction import Instruction
+from sigbpf.resolve.digest import prog_sha256, prog_tag
+from sigbpf.resolve.findings import Finding
+from sigbpf.resolve.modules import POLICY, ModuleBTF, check_module_collisions
+from sigbpf.resolve.resolver import Resolution, resolve_kfunc_calls
+from sigbpf.resolve.subject import BoundProgram
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sigbpf.btf.spec import BTF
+    from sigbpf.resolve.kfunc_check import KfuncSet
+
+#: Which digest a kernel compares with a map's ``excl_prog_hash``, and why we think so.
+EXCL_PROG_HASH = "after"
+EXCL_PROG_HASH_REASON = (
+    "the kernel computes prog->digest in bpf_prog_calc_tag() at the start of the ld_imm64 "
+    "pass, after add_subprog_and_kfunc() where the seed rewrites the calls: so the digest of "
+    "the resolved instructions (an inference from the source order; observed here for "
+    "userspace resolution, where the kernel only ever sees the resolved instructions)")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    """Which checks beyond the seed run (all on by default)."""
+
+    prototype: bool = True
+    kfunc: bool = True
+    module: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """``prog->tag`` and ``prog->digest`` of one instruction stream."""
+
+    tag: bytes
+    sha256: bytes
+
+    @classmethod
+    def of(cls, insns: Sequence[Instruction]) -> "Digest":
+        return cls(prog_tag(insns), prog_sha256(insns))
+
+    def as_json(self) -> dict[str, str]:
+        return {"tag": self.tag.hex(), "sha256": self.sha256.hex()}
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramReport:
+    """Everything ``sigbpf resolve`` says about one program."""
+
+    name: str | None
+    resolution: Resolution
+    findings: tuple[Finding, ...]
+    before: Digest
+    after: Digest | None  # None when the program is rejected
+    checks: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.resolution.ok and not any(f.is_error for f in self.findings)
+
+    @property
+    def errno(self) -> int | None:
+        if not self.resolution.ok:
+            return self.resolution.errno
+        return next((f.errno for f in self.findings if f.is_error), None)
+
+    @property
+    def errno_name(self) -> str | None:
+        return _errno.errorcode.get(self.errno) if self.errno else None
+
+    @property
+    def log(self) -> list[str]:
+        return [*self.resolution.log, *(f.log_line() for f in self.findings)]
+
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        if self.name is not None:
+            out["name"] = self.name
+        out.update({
+            "ok": self.ok, "errno": self.errno_name, "log": self.log,
+            "calls": [c.as_json() for c in self.resolution.calls],
+            "findings": [f.as_json() for f in self.findings],
+            "digest": {"before": self.before.as_json(),
+                       "after": self.after.as_json() if self.after else None},
+        })
+        return out
+
+
+def analyze(insns: Sequence[Instruction], prog_btf: "BTF | None", vmlinux: "BTF | None", *,
+            name: str | None = None, modules: Sequence[ModuleBTF] = (),
+            kfunc_set: "KfuncSet | None" = None,
+            options: CheckOptions = CheckOptions(),
+            notes: Sequence[Finding] = ()) -> ProgramReport:
+    """Run the seed's pass and the enabled checks over one program's instructions.
+
+    *notes* are findings found before the pass (e.g. by binding an artifact
+    to the kernel) to report along with the checks' own.
+    """
+    res = resolve_kfunc_calls(insns, prog_btf, vmlinux)
+    resolved = res.resolved
+    findings: list[Finding] = list(notes)
+    checks: dict[str, str] = {}
+    if options.prototype:
+        from sigbpf.resolve.prototype import check_prototypes
+
+        if prog_btf is not None and vmlinux is not None:
+            findings += check_prototypes(resolved, prog_btf, vmlinux)
+        checks["prototype"] = "on"
+    else:
+        checks["prototype"] = "off"
+    if options.kfunc:
+        from sigbpf.resolve.kfunc_check import check_is_kfunc
+
+        kfunc_findings, source = check_is_kfunc(resolved, kfunc_set)
+        findings += kfunc_findings
+        checks["kfunc"] = source
+    else:
+        checks["kfunc"] = "off"
+    if options.module:
+        findings += check_module_collisions(res.calls, modules)
+        checks["module"] = f"{len(modules)} module(s), {POLICY}"
+    else:
+        checks["module"] = "off"
+    findings.sort(key=lambda f: (f.insn if f.insn is not None else -1))
+    report_ok = res.ok and not any(f.is_error for f in findings)
+    return ProgramReport(name, res, tuple(findings), Digest.of(insns),
+                         Digest.of(res.insns) if report_ok else None, checks)
+
+
+def analyze_bound(bound: BoundProgram, prog_btf: "BTF | None", vmlinux: "BTF", *,
+                  modules: Sequence[ModuleBTF] = (), kfunc_set: "KfuncSet | None" = None,
+                  options: CheckOptions = CheckOptions()) -> ProgramReport:
+    """:func:`analyze` for a program bound to a kernel (:meth:`Subject.bind`).
+
+    A program that binding already refused gets a rejected report carrying
+    binding's log line and errno; the pass does not run.
+    """
+    if bound.error is not None:
+        err = bound.error
+        res = Resolution(bound.insns, (), tuple(err.log or [err.message]),
+                         err.errno or _errno.EINVAL, err.insn)
+        return ProgramReport(bound.name, res, tuple(bound.notes), Digest.of(bound.insns), None, {})
+    return analyze(bound.insns, prog_btf, vmlinux, name=bound.name, modules=modules,
+                   kfunc_set=kfunc_set, options=options, notes=bound.notes)
