@@ -1,0 +1,330 @@
+"""A portable artifact into the running kernel: BTF, maps, programs, runs.
+
+:func:`load_artifact` does what a loader must, in this order:
+
+1. **Probe** once whether the kernel resolves ``src_reg = 3`` kfunc calls
+   itself (:mod:`.probe`).  If it does, resolution is ``"kernel"`` and the
+   instructions go to the kernel as the artifact has them; if not,
+   resolution is ``"userspace"``: the seed's pass runs here against the
+   running kernel's BTF (/sys/kernel/btf/vmlinux) and the kernel gets normal
+   kfunc calls (``src_reg = 2``, ``imm`` = vmlinux id).  Either way the loader
+   first binds kfunc addresses and absent weak kfuncs (:mod:`.ksyms`), then
+   runs :func:`sigbpf.resolve.report.analyze` (the seed's pass plus sigbpf's
+   prototype and is-it-a-kfunc checks): a program it rejects never reaches
+   the kernel, in either path.
+2. **Program BTF** (``BPF_BTF_LOAD``): maps, func_info, line_info and CO-RE
+   relocations refer to it; the kernel applies CO-RE itself from ``core_relos``.
+3. **Maps** (``BPF_MAP_CREATE`` with their BTF key/value ids), initial data
+   written at key 0 (global data), ``.rodata`` frozen.  Instructions refer to
+   maps by index (``ld_imm64`` src_reg ``MAP_IDX`` / ``MAP_IDX_VALUE``, imm =
+   index in the artifact's map table), so the ``fd_array`` is the map fds in
+   table order and no instruction holds an fd.
+4. **Programs** (``BPF_PROG_LOAD``), each with its own verdict; a refused
+   program does not stop the others.  With a signature, ``signature`` /
+   ``signature_size`` / ``keyring_id`` go along (6.18 fields).
+5. **Run** (``BPF_PROG_RUN``) syscall programs when asked, with the context bytes.
+
+Everything the kernel hands out is an :class:`~sigbpf.kernel.syscall.Fd`
+owned by the returned :class:`LoadedArtifact`; ``close()`` (or ``with``)
+releases it all.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import struct
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+from sigbpf.errors import ArtifactError, KernelError, ResolveError
+from sigbpf.kernel.ksyms import KfuncBinding, bind_sites, lookup_kfuncs
+from sigbpf.kernel.syscall import Fd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sigbpf.artifact.format import Artifact, Program
+    from sigbpf.btf import BTF
+    from sigbpf.resolve.kfunc_check import KfuncSet
+    from sigbpf.resolve.report import CheckOptions
+
+
+class Resolution(str, Enum):
+    """Who resolves ``src_reg = 3`` kfunc calls: the kernel (seed) or sigbpf in userspace."""
+
+    KERNEL = "kernel"
+    USERSPACE = "userspace"
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramOutcome:
+    """What happened to one program.  ``retval`` is None unless it ran."""
+
+    name: str
+    loaded: bool
+    retval: int | None = None
+    log: str = ""
+    error: str | None = None
+    errno: int | None = None
+    ran: bool = False
+    #: Who refused it: "sigbpf" (resolution pass or a check, before the kernel) or "kernel".
+    refused_by: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {"name": self.name, "loaded": self.loaded, "retval": self.retval, "log": self.log}
+
+
+@dataclass
+class LoadReport:
+    """The loader's account: which path ran, each program's outcome, the kfuncs bound."""
+
+    resolution: Resolution
+    probe_detail: str
+    programs: list[ProgramOutcome] = field(default_factory=list)
+    kfuncs: tuple[KfuncBinding, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(p.loaded for p in self.programs)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "resolution": self.resolution.value,
+            "programs": [p.as_json() for p in self.programs],
+            "kfuncs": [{"name": k.name, "btf_id": k.btf_id} for k in self.kfuncs],
+        }
+
+
+@dataclass
+class LoadedArtifact:
+    """The kernel objects of one loaded artifact; closing it releases them all."""
+
+    report: LoadReport
+    btf_fd: Fd | None = None
+    map_fds: list[Fd] = field(default_factory=list)
+    prog_fds: dict[str, Fd] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for fd in [*self.prog_fds.values(), *self.map_fds, self.btf_fd]:
+            if fd is not None:
+                fd.close()
+
+    def __enter__(self) -> "LoadedArtifact":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+#: Key of the one element of a global data map (.data, .rodata, .bss).
+_GLOBAL_DATA_KEY = struct.pack("<I", 0)
+
+
+def load_artifact(
+    artifact: "Artifact",
+    *,
+    run: bool = False,
+    ctx: bytes = b"",
+    resolution: Resolution | str | None = None,
+    vmlinux: "BTF | None" = None,
+    signatures: Mapping[str, bytes] | None = None,
+    keyring_id: int | None = None,
+    checks: "CheckOptions | None" = None,
+) -> LoadedArtifact:
+    """Load every program of *artifact* (see the module docstring for the steps).
+
+    *resolution* forces a path (None: probe).  *signatures* maps program
+    names to PKCS#7 signatures passed with ``keyring_id`` (None: no
+    signature goes to the kernel).  *checks* selects sigbpf's checks beyond
+    the seed (default: all on); a program they reject is not loaded.  Errors
+    that stop everything (BTF or map refused, bad artifact) raise; each
+    program's refusal is in the report.
+    """
+    from sigbpf.kernel.probe import kernel_resolves_prog_btf
+
+    if resolution is None:
+        probe = kernel_resolves_prog_btf()
+        path = Resolution.KERNEL if probe.native else Resolution.USERSPACE
+        detail = probe.detail
+    else:
+        path = Resolution(resolution)
+        detail = f"resolution forced to {path.value}"
+    if vmlinux is None:
+        from sigbpf.btf import BTF
+
+        vmlinux = BTF.load_vmlinux()
+    from sigbpf.resolve.report import CheckOptions
+
+    options = checks if checks is not None else CheckOptions()
+    kfunc_set = None
+    if options.kfunc:
+        from sigbpf.resolve.kfunc_check import KfuncSet
+
+        kfunc_set = KfuncSet.for_kernel(vmlinux, ())
+    bindings = lookup_kfuncs(artifact, vmlinux)
+    report = LoadReport(path, detail, kfuncs=bindings)
+    loaded = LoadedArtifact(report)
+    try:
+        _load_into(loaded, artifact, path, vmlinux, bindings, kfunc_set, options, run, ctx,
+                   signatures, keyring_id)
+    except BaseException:
+        loaded.close()
+        raise
+    return loaded
+
+
+def _load_into(loaded: LoadedArtifact, artifact: "Artifact", path: Resolution, vmlinux: "BTF",
+               bindings: Sequence[KfuncBinding], kfunc_set: "KfuncSet | None",
+               options: "CheckOptions", run: bool, ctx: bytes,
+               signatures: Mapping[str, bytes] | None, keyring_id: int | None) -> None:
+    from sigbpf.kernel.btf import load_btf
+
+    prog_btf = None
+    if artifact.btf:
+        from sigbpf.btf import BTF
+
+        prog_btf = BTF.parse(artifact.btf, file="program BTF")
+        loaded.btf_fd = load_btf(artifact.btf, what="the artifact's program BTF")
+    _create_maps(loaded, artifact)
+    fd_array = tuple(fd.fileno() for fd in loaded.map_fds)
+    for program in artifact.programs:
+        signature = signatures.get(program.name) if signatures is not None else None
+        outcome = _load_program(loaded, program, path, prog_btf, vmlinux, bindings, kfunc_set,
+                                options, fd_array, run, ctx, signature, keyring_id)
+        loaded.report.programs.append(outcome)
+
+
+def _create_maps(loaded: LoadedArtifact, artifact: "Artifact") -> None:
+    from sigbpf.artifact.format import MapKind
+    from sigbpf.kernel.maps import create_map, freeze, update_elem
+
+    fds: dict[int, Fd] = {}
+
+    def create(index: int, chain: tuple[int, ...] = ()) -> Fd:
+        if index in fds:
+            return fds[index]
+        if index in chain:
+            raise ArtifactError(f"map {index}: inner map references form a cycle")
+        m = artifact.maps[index]
+        inner_fd = create(m.inner_map, chain + (index,)) if m.inner_map >= 0 else None
+        what = f"map {index} {m.name!r}"
+        has_btf = loaded.btf_fd is not None and (m.btf_key_type_id or m.btf_value_type_id)
+        fd = create_map(
+            m.map_type, m.key_size, m.value_size, m.max_entries, name=m.name, flags=m.map_flags,
+            btf_fd=loaded.btf_fd if has_btf else None, btf_key_type_id=m.btf_key_type_id,
+            btf_value_type_id=m.btf_value_type_id, map_extra=m.map_extra,
+            inner_map_fd=inner_fd, numa_node=m.numa_node)
+        fds[index] = fd
+        if m.initial_data:
+            if m.kind == MapKind.BTF_DEFINED:
+                raise ArtifactError(f"{what}: initial data for a BTF-defined map is not supported")
+            value = m.initial_data + bytes(m.value_size - len(m.initial_data))
+            update_elem(fd, _GLOBAL_DATA_KEY, value, what=what)
+        if m.frozen:
+            freeze(fd, what=what)
+        return fd
+
+    try:
+        for index in range(len(artifact.maps)):
+            create(index)
+    finally:
+        loaded.map_fds.extend(fds[i] for i in sorted(fds))
+
+
+def _load_program(loaded: LoadedArtifact, program: "Program", path: Resolution,
+                  prog_btf: "BTF | None", vmlinux: "BTF", bindings: Sequence[KfuncBinding],
+                  kfunc_set: "KfuncSet | None", options: "CheckOptions",
+                  fd_array: tuple[int, ...], run: bool, ctx: bytes, signature: bytes | None,
+                  keyring_id: int | None) -> ProgramOutcome:
+    from sigbpf.asm import Instruction
+    from sigbpf.kernel.program import ProgLoad, load_program
+    from sigbpf.resolve.report import analyze
+
+    try:
+        insns = bind_sites(program, bindings)
+    except ResolveError as err:
+        log = "\n".join(err.log) if err.log else err.message
+        return ProgramOutcome(program.name, False, log=log + "\n",
+                              error=f"program {program.name!r}: {err}", errno=err.errno,
+                              refused_by="sigbpf")
+    # The seed's pass and sigbpf's checks (prototype, is-it-a-kfunc) run in both paths:
+    # in the kernel path as a pre-flight check, in the userspace path to rewrite the calls.
+    report = analyze(insns, prog_btf, vmlinux, name=program.name, kfunc_set=kfunc_set,
+                     options=options)
+    if not report.ok:
+        if not report.resolution.ok:
+            reason = report.resolution.log[-1]
+        else:
+            f = next(f for f in report.findings if f.is_error)
+            reason = f"kfunc call insn {f.insn}: {f.message}" if f.insn is not None else f.message
+        return ProgramOutcome(program.name, False, log="\n".join(report.log) + "\n",
+                              error=f"program {program.name!r} rejected before loading: {reason}",
+                              errno=report.errno, refused_by="sigbpf")
+    loaded.report.notes.extend(f"program {program.name!r}: {f.log_line()}" for f in report.findings)
+    if path is Resolution.USERSPACE:
+        insns = list(report.resolution.insns)
+
+    req = ProgLoad(
+        prog_type=program.prog_type, insns=Instruction.encode(insns), license=program.license,
+        name=program.name, expected_attach_type=program.expected_attach_type,
+        flags=program.prog_flags, kern_version=program.kern_version,
+        prog_btf_fd=loaded.btf_fd.fileno() if loaded.btf_fd is not None else None,
+        func_info=_records(program.func_info, "<II", ("insn_off", "type_id")),
+        line_info=_records(program.line_info, "<IIII",
+                           ("insn_off", "file_name_off", "line_off", "line_col")),
+        core_relos=_records(program.core_relos, "<IIII",
+                            ("insn_off", "type_id", "access_str_off", "kind")),
+        fd_array=fd_array,
+        signature=signature, keyring_id=keyring_id if keyring_id is not None else 0,
+    )
+    if signature is not None and req.insns != program.insn_bytes:
+        loaded.report.notes.append(
+            f"program {program.name!r}: the instructions as loaded differ from the signed ones "
+            f"({_changed_slots(program.insn_bytes, req.insns)} slots rewritten by "
+            f"{'userspace resolution' if path is Resolution.USERSPACE else 'weak kfunc binding'}); "
+            f"a kernel that checks signatures over the loaded instructions refuses it")
+    try:
+        fd = load_program(req)
+    except KernelError as err:
+        message = _refusal(err, signature)
+        return ProgramOutcome(program.name, False, log=err.log or message + "\n", error=message,
+                              errno=err.errno, refused_by="kernel")
+    loaded.prog_fds[program.name] = fd
+    if not run:
+        return ProgramOutcome(program.name, True)
+    from sigbpf.elf.progtypes import ProgType
+    from sigbpf.kernel.run import run_program
+
+    if program.prog_type != ProgType.SYSCALL:
+        loaded.report.notes.append(f"program {program.name!r} not run: only syscall programs "
+                                   f"can be run with BPF_PROG_RUN here")
+        return ProgramOutcome(program.name, True)
+    try:
+        result = run_program(fd, ctx, name=program.name)
+    except KernelError as err:
+        hint = ""
+        if err.errno == errno_mod.EINVAL:
+            hint = (f"; the kernel refuses a context shorter than the program reads "
+                    f"({len(ctx)} bytes given: is --ctx long enough?)")
+        return ProgramOutcome(program.name, True, error=f"{err}{hint}", errno=err.errno)
+    return ProgramOutcome(program.name, True, retval=result.retval, ran=True)
+
+
+def _changed_slots(before: bytes, after: bytes) -> int:
+    return sum(before[i:i + 8] != after[i:i + 8] for i in range(0, max(len(before), len(after)), 8))
+
+
+def _records(items: Sequence[object], fmt: str, fields: tuple[str, ...]) -> bytes:
+    return b"".join(struct.pack(fmt, *(getattr(r, f) for f in fields)) for r in items)
+
+
+def _refusal(err: KernelError, signature: bytes | None) -> str:
+    """The one-line account of a refused program (signature refusals spelled out)."""
+    if signature is not None and err.errno in (errno_mod.EOPNOTSUPP, 524):
+        return (f"{err.message} (EOPNOTSUPP): this kernel cannot check BPF program signatures "
+                f"(BPF_PROG_LOAD with a signature answers EOPNOTSUPP; it lacks "
+                f"CONFIG_SYSTEM_DATA_VERIFICATION); the signature was verified in userspace only")
+    return str(err)
+
+
+__all__ = ["Resolution", "ProgramOutcome", "LoadReport", "LoadedArtifact", "load_artifact"]
