@@ -1,0 +1,202 @@
+"""Reading the ELF container of a BPF object with pyelftools.
+
+:func:`read_elf` turns bytes into an :class:`ElfFile`: the byte order, the
+sections (with their contents), the one symbol table and the ``Elf64_Rel``
+entries of every ``SHT_REL`` section.  It is the only module of sigbpf that
+touches pyelftools, which it imports when first called.
+
+Every way the bytes can be wrong becomes an :class:`~sigbpf.errors.ELFError`
+with the file name (and the byte offset when there is one): not an ELF file,
+not 64-bit, not BPF (``e_machine`` != 247), not relocatable, a section that
+runs past the end of the file, a symbol table or relocation section with the
+wrong entry size, no symbol table ("stripped object file?", as libbpf says).
+pyelftools' own exceptions (and the ``struct``/``construct`` errors it lets
+through on truncated input) are turned into the same one-line error.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sigbpf.elf.sections import (
+    EM_BPF,
+    REL_SIZE,
+    SHN_UNDEF,
+    SYM_SIZE,
+    RelEntry,
+    Section,
+    SectionType,
+    Symbol,
+)
+from sigbpf.errors import ELFError
+
+ELF_MAGIC = b"\x7fELF"
+_EI_CLASS_64 = 2
+_EI_DATA_LSB, _EI_DATA_MSB = 1, 2
+_ET_REL = 1
+_EHDR_SIZE = 64
+_SHDR_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ElfFile:
+    """The parts of an ELF relocatable object that a BPF object is made of."""
+
+    byteorder: Literal["little", "big"]
+    sections: tuple[Section, ...]
+    symbols: tuple[Symbol, ...]
+    symtab_index: int
+    rels: dict[int, tuple[RelEntry, ...]] = field(default_factory=dict)  # REL section index -> entries
+
+    def section_by_name(self, name: str) -> Section | None:
+        """The first section called *name*, or None."""
+        for sec in self.sections:
+            if sec.name == name:
+                return sec
+        return None
+
+
+def _pyelftools_failures() -> tuple[type[BaseException], ...]:
+    from elftools.common.exceptions import ELFError as PyElfError, ELFParseError
+
+    from elftools.construct import ConstructError  # pyelftools' vendored construct
+    return (PyElfError, ELFParseError, ConstructError, struct.error, ValueError, IndexError,
+            KeyError, TypeError, UnicodeDecodeError, OverflowError, AssertionError, EOFError)
+
+
+def _check_ident(data: bytes, file: str | None) -> Literal["little", "big"]:
+    """The checks on ``e_ident`` and the header that decide "is this a BPF object"."""
+    if data[:4] != ELF_MAGIC:
+        raise ELFError("not an ELF file", file=file)
+    if len(data) < _EHDR_SIZE:
+        raise ELFError(f"truncated ELF header ({len(data)} bytes, need {_EHDR_SIZE})",
+                       file=file, offset=len(data))
+    if data[4] != _EI_CLASS_64:
+        raise ELFError("not a 64-bit ELF file (BPF objects are ELF64)", file=file, offset=4)
+    if data[5] not in (_EI_DATA_LSB, _EI_DATA_MSB):
+        raise ELFError(f"unknown ELF data encoding {data[5]}", file=file, offset=5)
+    order: Literal["little", "big"] = "little" if data[5] == _EI_DATA_LSB else "big"
+    fmt = "<HH" if order == "little" else ">HH"
+    e_type, e_machine = struct.unpack_from(fmt, data, 16)
+    if e_machine != EM_BPF:
+        raise ELFError(f"not a BPF object (e_machine {e_machine}, BPF is {EM_BPF})",
+                       file=file, offset=18)
+    if e_type != _ET_REL:
+        raise ELFError(f"not a relocatable object (e_type {e_type}); BPF objects are ET_REL",
+                       file=file, offset=16)
+    (shoff,) = struct.unpack_from(fmt[0] + "Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from(fmt, data, 0x3A)
+    if shnum and shentsize != _SHDR_SIZE:
+        raise ELFError(f"section header size {shentsize}, expected {_SHDR_SIZE}", file=file,
+                       offset=0x3A)
+    if shoff + shnum * shentsize > len(data):
+        raise ELFError(f"section header table ({shnum} entries at offset {shoff}) runs past the end "
+                       f"of the file ({len(data)} bytes; truncated?)", file=file, offset=0x28)
+    return order
+
+
+def _number(value: object, table: dict[str, int]) -> int:
+    """pyelftools gives known constants as names and unknown ones as ints."""
+    if isinstance(value, int):
+        return value
+    return table[str(value)]
+
+
+def read_elf(data: bytes, file: str | None = None) -> ElfFile:
+    """Parse *data* as a BPF ELF object; raises :class:`ELFError` for anything else."""
+    data = bytes(data)
+    order = _check_ident(data, file)
+    failures = _pyelftools_failures()
+    try:
+        return _read(data, order, file)
+    except ELFError:
+        raise
+    except failures as err:
+        raise ELFError(f"truncated or malformed ELF ({type(err).__name__}: {_short(err)})",
+                       file=file) from None
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:120] if text else "no details"
+
+
+def _read(data: bytes, order: Literal["little", "big"], file: str | None) -> ElfFile:
+    from elftools.elf import enums
+    from elftools.elf.elffile import ELFFile
+
+    elf = ELFFile(io.BytesIO(data))
+    sh_types = dict(enums.ENUM_SH_TYPE_BASE)
+    sh_types.setdefault("SHT_LLVM_ADDRSIG", int(SectionType.LLVM_ADDRSIG))
+    sections: list[Section] = []
+    symtab_index = -1
+    for index in range(elf.num_sections()):
+        sec = elf.get_section(index)
+        h = sec.header
+        sh_type = _number(h["sh_type"], sh_types)
+        offset, size = int(h["sh_offset"]), int(h["sh_size"])
+        if sh_type not in (SectionType.NOBITS, SectionType.NULL) and offset + size > len(data):
+            raise ELFError(f"section {index} ({sec.name or '?'}) extends past the end of the file "
+                           f"({offset}+{size} > {len(data)} bytes; truncated?)", file=file, offset=offset)
+        contents = b"" if sh_type in (SectionType.NOBITS, SectionType.NULL) else data[offset:offset + size]
+        sections.append(Section(index=index, name=sec.name, type=sh_type, flags=int(h["sh_flags"]),
+                                offset=offset, size=size, link=int(h["sh_link"]),
+                                info=int(h["sh_info"]), entsize=int(h["sh_entsize"]),
+                                data=contents))
+        if sh_type == SectionType.SYMTAB:
+            if symtab_index >= 0:
+                raise ELFError("multiple symbol tables", file=file, offset=offset)
+            symtab_index = index
+    if symtab_index < 0:
+        raise ELFError("couldn't find symbol table (stripped object file?)", file=file)
+    symtab = sections[symtab_index]
+    if symtab.entsize != SYM_SIZE or symtab.size % SYM_SIZE:
+        raise ELFError(f"symbol table entry size {symtab.entsize}, expected {SYM_SIZE}",
+                       file=file, offset=symtab.offset)
+    if not 0 < symtab.link < len(sections) or sections[symtab.link].type != SectionType.STRTAB:
+        raise ELFError("symbol strings section missing or invalid", file=file, offset=symtab.offset)
+    symbols = _read_symbols(elf.get_section(symtab_index), len(sections), file)
+    rels: dict[int, tuple[RelEntry, ...]] = {}
+    for sec in sections:
+        if sec.type != SectionType.REL:
+            continue
+        if sec.entsize != REL_SIZE or sec.size % REL_SIZE:
+            raise ELFError(f"relocation section {sec.name} has entry size {sec.entsize}, "
+                           f"expected {REL_SIZE}", file=file, offset=sec.offset)
+        if sec.info >= len(sections):
+            raise ELFError(f"relocation section {sec.name} applies to section {sec.info}, "
+                           f"which does not exist", file=file, offset=sec.offset)
+        entries = []
+        for rel in elf.get_section(sec.index).iter_relocations():
+            e = rel.entry
+            if e["r_info_sym"] >= len(symbols):
+                raise ELFError(f"relocation in {sec.name} at {e['r_offset']:#x} refers to symbol "
+                               f"{e['r_info_sym']}, the table has {len(symbols)}",
+                               file=file, offset=sec.offset)
+            entries.append(RelEntry(int(e["r_offset"]), int(e["r_info_sym"]), int(e["r_info_type"])))
+        rels[sec.index] = tuple(entries)
+    return ElfFile(byteorder=order, sections=tuple(sections), symbols=symbols,
+                   symtab_index=symtab_index, rels=rels)
+
+
+def _read_symbols(symtab, section_count: int, file: str | None) -> tuple[Symbol, ...]:
+    from elftools.elf import enums
+
+    types, binds = enums.ENUM_ST_INFO_TYPE, enums.ENUM_ST_INFO_BIND
+    vis, shndx_names = enums.ENUM_ST_VISIBILITY, enums.ENUM_ST_SHNDX
+    out: list[Symbol] = []
+    for i, sym in enumerate(symtab.iter_symbols()):
+        e = sym.entry
+        shndx = _number(e["st_shndx"], shndx_names)
+        out.append(Symbol(index=i, name=sym.name, value=int(e["st_value"]), size=int(e["st_size"]),
+                          type=_number(e["st_info"]["type"], types),
+                          bind=_number(e["st_info"]["bind"], binds),
+                          visibility=_number(e["st_other"]["visibility"], vis),
+                          shndx=shndx))
+        if shndx != SHN_UNDEF and shndx < 0xFF00 and shndx >= section_count:
+            raise ELFError(f"symbol {i} ({sym.name}) is in section {shndx}, which does not exist",
+                           file=file, offset=symtab["sh_offset"] + i * SYM_SIZE)
+    return tuple(out)
