@@ -1,0 +1,180 @@
+"""What ``sigbpf inspect ARTIFACT`` shows: a JSON-ready summary and its text form.
+
+:func:`describe` turns an :class:`~sigbpf.artifact.format.Artifact` into plain
+data (programs with their kfunc call sites, maps, kfuncs with their
+prototypes written as C, program BTF size, func/line/CO-RE counts, format
+version); :func:`render_text` prints the same for people.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sigbpf.artifact.format import Artifact, KfuncSiteKind
+
+__all__ = ["describe", "render_text"]
+
+_PROG_FLAG_NAMES = {1: "STRICT_ALIGNMENT", 2: "ANY_ALIGNMENT", 4: "TEST_RND_HI32",
+                    8: "TEST_STATE_FREQ", 16: "SLEEPABLE", 32: "XDP_HAS_FRAGS",
+                    64: "XDP_DEV_BOUND_ONLY", 128: "TEST_REG_INVARIANTS"}
+
+
+def _prog_type_name(value: int) -> str:
+    from sigbpf.elf.progtypes import ProgType
+
+    try:
+        return ProgType(value).name.lower()
+    except ValueError:
+        return str(value)
+
+
+def _attach_type_name(value: int) -> str:
+    from sigbpf.elf.progtypes import AttachType
+
+    try:
+        return AttachType(value).name.lower()
+    except ValueError:
+        return str(value)
+
+
+def _map_type_name(value: int) -> str:
+    from sigbpf.elf.maps import MapType
+
+    try:
+        return MapType(value).name.lower()
+    except ValueError:
+        return str(value)
+
+
+def _flag_names(value: int) -> list[str]:
+    names = [name for bit, name in _PROG_FLAG_NAMES.items() if value & bit]
+    rest = value & ~sum(_PROG_FLAG_NAMES)
+    if rest:
+        names.append(hex(rest))
+    return names
+
+
+def _prototypes(art: Artifact) -> tuple[dict[int, str], str | None]:
+    """C prototype of each kfunc's prog-BTF FUNC (by btf_id), and a BTF problem if any."""
+    from sigbpf.btf import BTF
+    from sigbpf.btf.cdump import CDumper, c_declaration
+    from sigbpf.btf.types import Func
+    from sigbpf.errors import SigbpfError
+
+    out: dict[int, str] = {}
+    try:
+        btf = BTF.parse(art.btf, file="program BTF")
+    except SigbpfError as err:
+        return out, str(err)
+    dumper = CDumper(btf)
+    for k in art.kfuncs:
+        try:
+            func = btf[k.btf_id]
+            if isinstance(func, Func):
+                out[k.btf_id] = c_declaration(btf, func.type, func.name, dumper=dumper)
+        except SigbpfError:
+            continue
+    return out, None
+
+
+def describe(art: Artifact) -> dict[str, Any]:
+    """Plain-data summary of *art* (the JSON of ``sigbpf inspect ARTIFACT --json``)."""
+    protos, btf_problem = _prototypes(art)
+    programs = []
+    for prog in art.programs:
+        programs.append({
+            "name": prog.name,
+            "section": prog.section,
+            "type": _prog_type_name(prog.prog_type),
+            "prog_type": prog.prog_type,
+            # 0 is both "none" and BPF_CGROUP_INET_INGRESS: the number, and a name if not 0
+            "expected_attach_type": prog.expected_attach_type,
+            "expected_attach_type_name": (_attach_type_name(prog.expected_attach_type)
+                                          if prog.expected_attach_type else None),
+            "attach_to": prog.attach_to or None,
+            "prog_flags": prog.prog_flags,
+            "flags": _flag_names(prog.prog_flags),
+            "license": prog.license,
+            "kern_version": prog.kern_version,
+            "insn_cnt": len(prog.insns),
+            "func_info_cnt": len(prog.func_info),
+            "line_info_cnt": len(prog.line_info),
+            "core_relo_cnt": len(prog.core_relos),
+            "kfunc_sites": [
+                {"insn": site.insn, "kind": site.kind.name.lower(),
+                 "kfunc": art.kfuncs[site.kfunc].name}
+                for site in prog.kfunc_sites],
+        })
+    maps = [{
+        "index": i,
+        "name": m.name,
+        "section": m.section,
+        "kind": m.kind.name.lower(),
+        "type": _map_type_name(m.map_type),
+        "key_size": m.key_size,
+        "value_size": m.value_size,
+        "max_entries": m.max_entries,
+        "map_flags": m.map_flags,
+        "btf_key_type_id": m.btf_key_type_id,
+        "btf_value_type_id": m.btf_value_type_id,
+        "frozen": m.frozen,
+        "initial_data_size": len(m.initial_data),
+    } for i, m in enumerate(art.maps)]
+    kfuncs = [{
+        "name": k.name,
+        "btf_id": k.btf_id,
+        "weak": k.weak,
+        "prototype": protos.get(k.btf_id),
+        "call_sites": sum(1 for p in art.programs for s in p.kfunc_sites
+                          if art.kfuncs[s.kfunc] is k and s.kind == KfuncSiteKind.CALL),
+    } for k in art.kfuncs]
+    out: dict[str, Any] = {
+        "format_version": f"{art.version[0]}.{art.version[1]}",
+        "name": art.name,
+        "prog_btf_size": len(art.btf),
+        "programs": programs,
+        "maps": maps,
+        "kfuncs": kfuncs,
+        "extensions": [{"type": e.type, "size": len(e.data)} for e in art.extensions],
+    }
+    if btf_problem:
+        out["prog_btf_error"] = btf_problem
+    return out
+
+
+def render_text(info: dict[str, Any]) -> str:
+    """The text form of :func:`describe`'s output."""
+    lines = [f"artifact {info['name']!r}: format {info['format_version']}, "
+             f"program BTF {info['prog_btf_size']} bytes"]
+    if info.get("prog_btf_error"):
+        lines.append(f"  program BTF does not parse: {info['prog_btf_error']}")
+    lines.append(f"programs: {len(info['programs'])}")
+    for p in info["programs"]:
+        flags = "|".join(p["flags"]) or "0"
+        attach = f", attach_to {p['attach_to']}" if p["attach_to"] else ""
+        if p["expected_attach_type_name"]:
+            attach += f", expected_attach_type {p['expected_attach_type_name']}"
+        lines.append(f"  {p['name']}: {p['type']} (section {p['section']}), flags {flags}, "
+                     f"license {p['license']!r}{attach}")
+        lines.append(f"    {p['insn_cnt']} insns, func_info {p['func_info_cnt']}, "
+                     f"line_info {p['line_info_cnt']}, core_relos {p['core_relo_cnt']}")
+        for s in p["kfunc_sites"]:
+            what = "call" if s["kind"] == "call" else "address of"
+            lines.append(f"    insn {s['insn']}: {what} {s['kfunc']}")
+    lines.append(f"maps: {len(info['maps'])}")
+    for m in info["maps"]:
+        frozen = ", frozen" if m["frozen"] else ""
+        lines.append(f"  [{m['index']}] {m['name']}: {m['type']} ({m['kind']}, section "
+                     f"{m['section']}), key {m['key_size']}, value {m['value_size']}, "
+                     f"max_entries {m['max_entries']}, initial data {m['initial_data_size']} "
+                     f"bytes{frozen}")
+    lines.append(f"kfuncs: {len(info['kfuncs'])}")
+    for k in info["kfuncs"]:
+        weak = " (weak)" if k["weak"] else ""
+        proto = k["prototype"] or "?"
+        lines.append(f"  {k['name']}{weak}: prog-BTF FUNC [{k['btf_id']}] {proto}; "
+                     f"{k['call_sites']} call site(s)")
+    for e in info["extensions"]:
+        lines.append(f"extension section {e['type']:#x}: {e['size']} bytes")
+    return "\n".join(lines) + "\n"
+

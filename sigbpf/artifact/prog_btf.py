@@ -1,0 +1,212 @@
+"""The program BTF of an artifact: the object's ``.BTF`` as the kernel will accept it.
+
+clang's ``.BTF`` cannot be given to ``BPF_BTF_LOAD`` as it is.  libbpf fixes
+it up while loading (``add_dummy_ksym_var``, the ``.ksyms`` part of
+``bpf_object__collect_externs`` and ``btf_fixup_datasec``); this module does
+the same fixups, in the same order, so that the program BTF in an artifact is
+the very BTF libbpf would load for the same object (a test compares the two
+with bpftool):
+
+1. If the ``.ksyms`` DATASEC lists a FUNC (an extern kfunc), append
+   ``VAR dummy_ksym`` (linkage global-allocated, type: the first 32-bit INT).
+   The kernel rejects DATASEC entries that are not VARs ("Not a VAR kind
+   member").
+2. ``.ksyms``: entry *i* gets offset ``4*i`` and size 4, the DATASEC size
+   ``4*n``.  A FUNC entry is replaced by ``dummy_ksym``; the FUNC itself gets
+   linkage GLOBAL (the kernel rejects ``BTF_FUNC_EXTERN``: "Invalid func
+   linkage") and every unnamed parameter of its prototype the name
+   ``dummy_ksym`` (the kernel's ``btf_func_check`` wants named arguments).
+   A VAR entry (typed ksym) becomes a global-allocated ``int``.
+3. Every other DATASEC: a size of 0 becomes the ELF section's size and the
+   VAR offsets become the ELF symbols' values; a VAR whose symbol is hidden
+   becomes static; the entries are sorted by offset.
+4. A hidden (``__hidden``) global subprogram's FUNC gets linkage STATIC
+   (libbpf's ``mark_btf_static`` in ``bpf_object__sanitize_and_load_btf``).
+
+Type ids never change (types are patched in place, one VAR is appended) and
+the string section keeps every original offset (new strings are appended),
+so func_info, line_info, CO-RE relocations and map ids of the object stay
+valid in the program BTF.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping
+
+from sigbpf.btf import BTF
+from sigbpf.btf import types as T
+from sigbpf.btf.kinds import FuncLinkage, VarLinkage
+from sigbpf.btf.marshal import assemble, type_words
+from sigbpf.errors import BTFError
+
+__all__ = ["KSYMS_SEC", "KCONFIG_SEC", "DUMMY_KSYM", "VarSymbol", "ProgramBTF", "program_btf"]
+
+KSYMS_SEC = ".ksyms"
+KCONFIG_SEC = ".kconfig"
+DUMMY_KSYM = "dummy_ksym"
+
+
+@dataclass(frozen=True, slots=True)
+class VarSymbol:
+    """What the fixups need of the ELF symbol of a global variable."""
+
+    value: int  # st_value: offset in its section
+    hidden: bool = False  # STV_HIDDEN or STV_INTERNAL
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramBTF:
+    """The fixed-up program BTF: raw bytes, and the parsed form for look-ups."""
+
+    data: bytes
+    btf: BTF
+    dummy_ksym_id: int  # 0 when none was needed
+
+
+def _first_int32(types: list[T.Type]) -> int:
+    """libbpf's find_int_btf_id: the first INT with 32 bits, 0 if none."""
+    for index, t in enumerate(types):
+        if isinstance(t, T.Int) and t.bits == 32:
+            return index + 1
+    return 0
+
+
+def program_btf(btf: BTF, section_sizes: Mapping[str, int],
+                var_symbols: Mapping[str, VarSymbol], static_funcs: Iterable[str] = (), *,
+                file: str | None = None) -> ProgramBTF:
+    """Apply libbpf's load-time fixups to an object's BTF (see the module docstring).
+
+    *section_sizes* maps ELF section names to their sizes, *var_symbols* the
+    names of global variables to their symbols, *static_funcs* names the hidden
+    global subprograms.  Raises :class:`BTFError`
+    when a DATASEC's section or a VAR's symbol cannot be found, as libbpf
+    fails (``-ENOENT``) in the same case.
+    """
+    if btf.base is not None:
+        raise BTFError("program BTF cannot be split BTF", file=file)
+    types: list[T.Type] = [t for _, t in btf.types()]
+    extra_strings: list[str] = []
+
+    def set_type(type_id: int, t: T.Type) -> None:
+        types[type_id - 1] = t
+
+    # 1. dummy_ksym
+    ksyms_id = _find(types, KSYMS_SEC, T.Datasec)
+    dummy_id = 0
+    int_id = _first_int32(types)
+    if ksyms_id:
+        sec = types[ksyms_id - 1]
+        assert isinstance(sec, T.Datasec)
+        if any(isinstance(types[v.type - 1], T.Func) for v in sec.vars if 0 < v.type <= len(types)):
+            types.append(T.Var(DUMMY_KSYM, int_id, VarLinkage.GLOBAL_ALLOCATED))
+            dummy_id = len(types)
+            extra_strings.append(DUMMY_KSYM)
+
+    # 2. .ksyms entries
+    if ksyms_id:
+        sec = types[ksyms_id - 1]
+        assert isinstance(sec, T.Datasec)
+        new_vars = []
+        for i, vs in enumerate(sec.vars):
+            if not 0 < vs.type <= len(types):
+                raise BTFError(f"{KSYMS_SEC} entry {i} refers to type {vs.type}, out of range",
+                               file=file, type_id=ksyms_id)
+            target = types[vs.type - 1]
+            if isinstance(target, T.Func):
+                proto = types[target.type - 1] if 0 < target.type <= len(types) else None
+                if isinstance(proto, T.FuncProto):
+                    params = tuple(replace(p, name=DUMMY_KSYM) if p.type and not p.name else p
+                                   for p in proto.params)
+                    set_type(target.type, replace(proto, params=params))
+                set_type(vs.type, replace(target, linkage=FuncLinkage.GLOBAL))
+                new_vars.append(T.VarSecinfo(dummy_id, 4 * i, 4))
+            elif isinstance(target, T.Var):
+                set_type(vs.type, replace(target, linkage=VarLinkage.GLOBAL_ALLOCATED, type=int_id))
+                new_vars.append(T.VarSecinfo(vs.type, 4 * i, 4))
+            else:
+                raise BTFError(f"{KSYMS_SEC} entry {i} is a {target.kind.name}, not a FUNC or VAR",
+                               file=file, type_id=vs.type)
+        set_type(ksyms_id, replace(sec, size=4 * len(new_vars), vars=tuple(new_vars)))
+
+    # 3. other DATASECs
+    for index, t in enumerate(list(types)):
+        if not isinstance(t, T.Datasec) or t.name in (KSYMS_SEC, KCONFIG_SEC):
+            if isinstance(t, T.Datasec) and t.name == KCONFIG_SEC:
+                types[index] = replace(t, vars=tuple(sorted(t.vars, key=lambda v: v.offset)))
+            continue
+        type_id = index + 1
+        size = t.size
+        fixup_offsets = False
+        if size == 0:
+            size = section_sizes.get(t.name, 0)
+            if not size:
+                raise BTFError(f"DATASEC {t.name!r}: no ELF section of that name with a size",
+                               file=file, type_id=type_id)
+            fixup_offsets = True
+        new_vars = []
+        for vs in t.vars:
+            var = types[vs.type - 1] if 0 < vs.type <= len(types) else None
+            if not isinstance(var, T.Var):
+                raise BTFError(f"DATASEC {t.name!r}: entry type {vs.type} is not a VAR",
+                               file=file, type_id=type_id)
+            if var.linkage in (VarLinkage.STATIC, VarLinkage.GLOBAL_EXTERN):
+                new_vars.append(vs)
+                continue
+            sym = var_symbols.get(var.name)
+            if sym is None:
+                raise BTFError(f"DATASEC {t.name!r}: no ELF symbol for VAR {var.name!r}",
+                               file=file, type_id=vs.type)
+            if fixup_offsets:
+                vs = replace(vs, offset=sym.value)
+            if sym.hidden:
+                set_type(vs.type, replace(var, linkage=VarLinkage.STATIC))
+            new_vars.append(vs)
+        new_vars.sort(key=lambda v: v.offset)
+        types[index] = replace(t, size=size, vars=tuple(new_vars))
+
+    # 4. hidden subprograms
+    for name in static_funcs:
+        for index, t in enumerate(types):
+            if isinstance(t, T.Func) and t.linkage == FuncLinkage.GLOBAL and t.name == name:
+                types[index] = replace(t, linkage=FuncLinkage.STATIC)
+                break
+
+    data = _encode(btf, types, extra_strings, file)
+    return ProgramBTF(data, BTF.parse(data, file=file), dummy_id)
+
+
+def _find(types: list[T.Type], name: str, cls: type) -> int:
+    for index, t in enumerate(types):
+        if isinstance(t, cls) and t.name == name:
+            return index + 1
+    return 0
+
+
+def _encode(btf: BTF, types: list[T.Type], extra_strings: list[str], file: str | None) -> bytes:
+    """Encode *types* keeping every string offset of *btf*; new strings go at the end."""
+    strings = bytearray(btf.strings.data)
+    added: dict[str, int] = {}
+    for name in extra_strings:
+        if btf.strings.offset_of(name) is None and name not in added:
+            added[name] = len(strings)
+            strings += name.encode() + b"\0"
+
+    def name_off(name: str) -> int:
+        if not name:
+            return 0
+        off = btf.strings.offset_of(name)
+        if off is None:
+            off = added.get(name)
+        if off is None:
+            raise BTFError(f"name {name!r} is not in the string section", file=file)
+        return off
+
+    words = array("I")
+    for type_id, t in enumerate(types, start=1):
+        try:
+            words.extend(type_words(t, name_off))
+        except BTFError as err:
+            raise err.at(type_id=type_id, file=file) from None
+    return assemble(words, bytes(strings), btf.byte_order)
