@@ -1,8 +1,9 @@
 /* Every BTF kind with values the BTF tests check field by field (sigbpf.btf):
  * bitfields (kind_flag), signed enum, ENUM64, union, FWD, TYPE_TAG, DECL_TAG,
  * CONST/VOLATILE/RESTRICT, FLOAT, multi-dimensional arrays, a variadic
- * function pointer, VARs in .data/.bss/custom sections and an extern kfunc
- * (a FUNC with extern linkage in the .ksyms DATASEC).  Self-contained. */
+ * function pointer, VARs in .data/.bss/custom sections, an extern kfunc
+ * (a FUNC with extern linkage in the .ksyms DATASEC) and a typeless extern
+ * ksym (a GLOBAL_EXTERN VAR of const void).  Self-contained. */
 typedef unsigned char __u8;
 typedef unsigned short __u16;
 typedef unsigned int __u32;
@@ -53,6 +54,7 @@ int kinds_counter SEC(".data.kinds") = 1;
 static volatile int kinds_zero;
 
 extern int bpf_kinds_kfunc(int x) __ksym;
+extern const void kinds_typeless __ksym __weak;
 
 __attribute__((noinline)) int kinds_sub(int x __decl("kinds_arg"))
 {
@@ -62,6 +64,8 @@ __attribute__((noinline)) int kinds_sub(int x __decl("kinds_arg"))
 SEC("syscall")
 int kinds_prog(void *ctx)
 {
+	if (&kinds_typeless)
+		return 1;
 	return kinds_sub(kinds_counter) + bpf_kinds_kfunc(kinds_global.small);
 }
 
