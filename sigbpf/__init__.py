@@ -11,6 +11,9 @@ The package is layered like the BPF stack it models:
 * ``sigbpf.kernel``   the running kernel: bpf() through ctypes, probes, loading.
 * ``sigbpf.cli``      the ``sigbpf`` command.
 
+Shared by all of them: ``sigbpf.errors`` (the exception hierarchy, errno names) and
+``sigbpf.fileio`` (reading inputs, writing outputs atomically).
+
 Importing ``sigbpf`` is cheap on purpose: sub-packages are imported on use.
 """
 

@@ -18,6 +18,15 @@ import errno as _errno
 from typing import Any
 
 
+def errno_name(errno: int | None) -> str | None:
+    """The symbolic name of an errno value ("ENOENT"); None for None, 0 or an unknown value.
+
+    The one errno-to-name mapping of sigbpf: errors, resolution results, findings and
+    reports all name their errno through it.
+    """
+    return _errno.errorcode.get(errno) if errno else None
+
+
 class SigbpfError(Exception):
     """Base class: a clear, one-line, located error."""
 
@@ -50,7 +59,7 @@ class SigbpfError(Exception):
 
     @property
     def errno_name(self) -> str | None:
-        return _errno.errorcode.get(self.errno) if self.errno else None
+        return errno_name(self.errno)
 
     def __str__(self) -> str:
         where = []

@@ -56,3 +56,16 @@ def swap_func_names(btf: bytes, a: str, b: str) -> bytes:
     struct.pack_into("<I", types, pos_a, off_b)
     struct.pack_into("<I", types, pos_b, off_a)
     return btf[:hdr_len + type_off] + bytes(types) + btf[hdr_len + type_off + type_len:]
+
+
+def sign_both_layouts(cli, unsigned: Path, key: Path, cert: Path) -> dict[str, Path]:
+    """*unsigned* signed by ``sigbpf sign`` in each layout, next to it:
+    ``{"unsigned": .., "insns": .., "insns+metadata": ..}`` (each sign must succeed)."""
+    paths = {"unsigned": unsigned}
+    for layout in ("insns", "insns+metadata"):
+        path = unsigned.with_name(f"{unsigned.stem}.{layout}.signed")
+        proc = cli("sign", unsigned, "--key", key, "--cert", cert, "--layout", layout, "-o", path)
+        assert proc.returncode == 0, proc.stderr
+        assert f"layout {layout}" in proc.stdout
+        paths[layout] = path
+    return paths

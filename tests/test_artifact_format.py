@@ -10,8 +10,8 @@ import pytest
 
 from conftest import assert_one_line_error
 from sigbpf.artifact.format import (
-    HEADER_SIZE, MAGIC, SECTION_ENTRY_SIZE, Artifact, CoreRelo, ExtensionSection, FuncInfo,
-    Kfunc, KfuncSite, KfuncSiteKind, LineInfo, Map, MapFlags, MapKind, Program, SectionType,
+    HEADER_SIZE, MAGIC, SECTION_ENTRY_SIZE, Artifact, ArtifactMapFlags, CoreRelo, ExtensionSection,
+    FuncInfo, Kfunc, KfuncSite, KfuncSiteKind, LineInfo, Map, MapKind, Program, SectionType,
     is_artifact,
 )
 from sigbpf.asm import Instruction, call_kfunc, exit_, ld_imm64, mov64_imm
@@ -33,7 +33,7 @@ def sample() -> Artifact:
         Map("counters", MapKind.BTF_DEFINED, 2, 4, 8, 4, section=".maps", btf_key_type_id=3,
             btf_value_type_id=4),
         Map("x.rodata", MapKind.RODATA, 2, 4, 5, 1, map_flags=0x80, section=".rodata",
-            btf_value_type_id=9, flags=MapFlags.FROZEN, initial_data=b"\x07\0\0\0\x01"),
+            btf_value_type_id=9, flags=ArtifactMapFlags.FROZEN, initial_data=b"\x07\0\0\0\x01"),
         Map("x.bss", MapKind.BSS, 2, 4, 8, 1, section=".bss", btf_value_type_id=10),
     )
     return Artifact(name="x", btf=b"\x9f\xeb\x01\x00" + bytes(20), programs=(prog_a, prog_b),

@@ -17,10 +17,10 @@ from libbpf_ref import vmlinux as libbpf_vmlinux
 from hand_artifacts import (ArtifactMaker, KfuncSite, flat, rcu_artifact, single_call,
                             weak_artifact)
 
-from sigbpf.artifact.format import Artifact, Map, MapFlags, MapKind
+from sigbpf.artifact.format import Artifact, ArtifactMapFlags, Map, MapKind
 from sigbpf.asm import PseudoCall, PseudoLdImm64, Size, exit_, ld_imm64, ldx_mem, mov64_imm
 from sigbpf.kernel.loader import Resolution, load_artifact
-from sigbpf.kernel.ksyms import POISON_CALL_KFUNC_BASE
+from sigbpf.resolve.binding import POISON_CALL_KFUNC_BASE
 from sigbpf.resolve.report import CheckOptions
 
 pytestmark = pytest.mark.usefixtures("kernel")
@@ -55,7 +55,7 @@ def test_rodata_is_frozen_and_bss_zero() -> None:
     import hashlib
 
     ro = Map(name="hand.rodata", kind=MapKind.RODATA, map_type=2, key_size=4, value_size=8,
-             max_entries=1, map_flags=0x80, section=".rodata", flags=MapFlags.FROZEN,
+             max_entries=1, map_flags=0x80, section=".rodata", flags=ArtifactMapFlags.FROZEN,
              initial_data=b"\x07")
     m = ArtifactMaker()
     insns = flat(ld_imm64(1, PseudoLdImm64.MAP_IDX_VALUE, 0), ldx_mem(Size.DW, 0, 1, 0), exit_())
@@ -76,7 +76,7 @@ def test_weak_kfuncs_absent_one_is_dead_code() -> None:
 
 def test_weak_binding_rewrites_like_libbpf() -> None:
     from sigbpf.btf import BTF
-    from sigbpf.kernel.ksyms import bind_sites, lookup_kfuncs
+    from sigbpf.resolve.binding import bind_sites, lookup_kfuncs
 
     art = weak_artifact()
     insns = bind_sites(art.programs[0], lookup_kfuncs(art, BTF.load_vmlinux()))

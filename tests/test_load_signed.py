@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, assert_one_line_error
+from sign_support import sign_both_layouts
 pytest_plugins = ["sign_fixtures"]  # key pairs and key files (the signing tests' fixtures)
 
 pytestmark = pytest.mark.usefixtures("kernel")
@@ -35,13 +36,7 @@ def signed(bpf_object, cli, key_files, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("signed")
     art = out / "rcu.sbpf"
     assert cli("build", bpf_object("kfunc_rcu_maps"), "-o", art).returncode == 0
-    paths = {"unsigned": art}
-    for layout in ("insns", "insns+metadata"):
-        path = out / f"rcu.{layout}.signed"
-        proc = cli("sign", art, "--key", key_files["key"], "--cert", key_files["cert"],
-                   "--layout", layout, "-o", path)
-        assert proc.returncode == 0, proc.stderr
-        paths[layout] = path
+    paths = sign_both_layouts(cli, art, key_files["key"], key_files["cert"])
     data = bytearray(paths["insns"].read_bytes())
     data[len(data) // 3] ^= 0x01
     paths["tampered"] = out / "rcu.tampered"

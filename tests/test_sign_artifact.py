@@ -15,6 +15,7 @@ from sigbpf.artifact.format import Artifact, ExtensionSection
 from sigbpf.errors import (
     ArtifactError, FormatError, KeyMaterialError, SigbpfError, SignatureError, UsageError,
 )
+from sigbpf.kernel.loader import signed_insns_note
 from sigbpf.sign import keys
 from sigbpf.sign.payload import ItemKind, Metadata, SignatureLayout
 from sigbpf.sign.pkcs7 import parse_signature
@@ -107,12 +108,16 @@ def test_program_signatures_are_over_exactly_the_instructions(tmp_path, signed, 
                        "-in", tmp_path / "sig", "-content", tmp_path / "insns",
                        "-certfile", key_files["cert"], "-out", "/dev/null")
         assert proc.returncode == 0, proc.stderr
-        # The signature for the kernel: only for the instructions exactly as signed.
-        assert sigs.kernel_signature(i, insns) == section.program_signatures[i]
+        # The signature for the kernel is the one over the instructions as signed; when the
+        # instructions as loaded differ, the loader passes it anyway and says so.
+        assert sigs.program_signatures[prog.name] == section.program_signatures[i]
+        assert signed_insns_note(prog.name, insns, insns, "weak kfunc binding") is None
         changed = bytearray(insns)
         changed[4] ^= 1
-        assert sigs.kernel_signature(i, bytes(changed)) is None
-        assert sigs.program_signatures[prog.name] == section.program_signatures[i]
+        note = signed_insns_note(prog.name, insns, bytes(changed), "userspace resolution")
+        assert note == (f"program {prog.name!r}: the instructions as loaded differ from the "
+                        f"signed ones (1 slots rewritten by userspace resolution); a kernel that "
+                        f"checks signatures over the loaded instructions refuses it")
     # The metadata signature is over the metadata blob, as stored.
     (tmp_path / "meta").write_bytes(section.metadata_blob)
     (tmp_path / "msig").write_bytes(section.metadata_signature)
@@ -133,8 +138,7 @@ def test_insns_metadata_layout_signs_insns_followed_by_metadata(tmp_path, signed
                        "-in", tmp_path / "sig", "-content", tmp_path / "payload",
                        "-certfile", key_files["cert"], "-out", "/dev/null")
         assert proc.returncode == 0, proc.stderr
-        # A 6.18 kernel checks the instructions only: nothing to hand it in this layout.
-        assert sigs.kernel_signature(i, prog.insn_bytes) is None
+    # A 6.18 kernel checks the instructions only: nothing to hand it in this layout.
     assert sigs.program_signatures == {}
 
 

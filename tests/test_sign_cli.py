@@ -16,7 +16,7 @@ from conftest import assert_one_line_error
 from sigbpf.artifact.build import build_from_file
 from sigbpf.artifact.format import Artifact
 from sigbpf.sign.signed import split_signed
-from sign_support import swap_func_names
+from sign_support import sign_both_layouts, swap_func_names
 
 pytest_plugins = ["sign_fixtures"]  # key pairs and key files
 
@@ -27,15 +27,7 @@ def work(tmp_path_factory, bpf_object, cli, key_files):
     out = tmp_path_factory.mktemp("sign-cli")
     unsigned = out / "rcu.sbpf"
     unsigned.write_bytes(build_from_file(bpf_object("kfunc_rcu_maps")).encode())
-    paths = {"unsigned": unsigned}
-    for layout in ("insns", "insns+metadata"):
-        path = out / f"rcu.{layout}.signed"
-        proc = cli("sign", unsigned, "--key", key_files["key"], "--cert", key_files["cert_der"],
-                   "--layout", layout, "-o", path)
-        assert proc.returncode == 0, proc.stderr
-        assert f"layout {layout}" in proc.stdout
-        paths[layout] = path
-    return out, paths
+    return out, sign_both_layouts(cli, unsigned, key_files["key"], key_files["cert_der"])
 
 
 def tampered(out, source, name: str, change) -> str:

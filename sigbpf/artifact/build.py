@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sigbpf.artifact.format import (
-    Artifact, Kfunc, KfuncSite, KfuncSiteKind, Map, MapFlags, MapKind, Program,
+    Artifact, ArtifactMapFlags, Kfunc, KfuncSite, KfuncSiteKind, Map, MapKind, Program,
 )
 from sigbpf.artifact.link import LinkedProgram, link_program
 from sigbpf.asm import Instruction, PseudoCall, PseudoLdImm64
@@ -44,7 +44,7 @@ __all__ = ["build_artifact", "build_from_file"]
 
 def build_from_file(path: str | Path) -> Artifact:
     """Read the object at *path* and build its artifact (errors name the file)."""
-    from sigbpf.cli.output import read_input
+    from sigbpf.fileio import read_input
 
     data = read_input(path)
     return build_artifact(data, str(path))
@@ -57,15 +57,15 @@ def build_artifact(data: bytes, file: str) -> Artifact:
 
     try:
         obj = BPFObject.from_bytes(data, file)
-        return _build(obj, data, file)
+        return _build(obj, file)
     except SigbpfError as err:
         raise err.at(file=file)
 
 
-def _build(obj: "BPFObject", data: bytes, file: str) -> Artifact:
+def _build(obj: "BPFObject", file: str) -> Artifact:
     if obj.byteorder != "little":
         raise ArtifactError("big-endian (bpfeb) objects are not supported by format 1.0")
-    prog_btf = _program_btf(obj, data, file)
+    prog_btf = _program_btf(obj, file)
     maps = tuple(_map(m) for m in obj.maps)
 
     kfunc_index: dict[str, int] = {}
@@ -88,25 +88,14 @@ def _build(obj: "BPFObject", data: bytes, file: str) -> Artifact:
                     kfuncs=tuple(kfuncs))
 
 
-def _program_btf(obj: "BPFObject", data: bytes, file: str) -> bytes:
+def _program_btf(obj: "BPFObject", file: str) -> bytes:
     """The fixed-up program BTF (empty when the object has no .BTF)."""
     if obj.btf is None:
         return b""
-    from sigbpf.artifact.prog_btf import VarSymbol, program_btf
-    from sigbpf.elf.reader import read_elf
-    from sigbpf.elf.sections import SymbolBinding, SymbolType, Visibility
+    from sigbpf.artifact.prog_btf import program_btf
 
-    elf = read_elf(data, file=file)
-    sizes = {}
-    for sec in elf.sections:
-        sizes.setdefault(sec.name, sec.size)
-    var_symbols = {}
-    for sym in elf.symbols:
-        if sym.type == SymbolType.OBJECT and sym.bind in (SymbolBinding.GLOBAL, SymbolBinding.WEAK):
-            var_symbols.setdefault(sym.name, VarSymbol(
-                sym.value, sym.visibility in (Visibility.HIDDEN, Visibility.INTERNAL)))
     hidden = [p.name for p in obj.subprograms if p.hidden]
-    return program_btf(obj.btf, sizes, var_symbols, hidden, file=file).data
+    return program_btf(obj.btf, obj.datasec_fixup, hidden, file=file).data
 
 
 def _map(spec) -> Map:
@@ -126,7 +115,8 @@ def _map(spec) -> Map:
         key_size=spec.key_size, value_size=spec.value_size, max_entries=spec.max_entries,
         map_flags=int(spec.flags), section=spec.section, btf_key_type_id=spec.key_type_id,
         btf_value_type_id=spec.value_type_id,
-        flags=MapFlags.FROZEN if spec.frozen else MapFlags.NONE, pinning=int(spec.pinning),
+        flags=ArtifactMapFlags.FROZEN if spec.frozen else ArtifactMapFlags.NONE,
+        pinning=int(spec.pinning),
         numa_node=spec.numa_node, map_extra=spec.map_extra, initial_data=bytes(spec.data or b""))
 
 

@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 
 from sigbpf.asm import Instruction
+from sigbpf.elf.btf_ext import LineColumn
 from sigbpf.errors import ArtifactError, InstructionError, NotFoundError
 
 __all__ = [
     "MAGIC", "VERSION_MAJOR", "VERSION_MINOR", "HEADER_SIZE", "SECTION_ENTRY_SIZE",
     "EXTENSION_BASE", "SIGNATURE_FIRST", "SIGNATURE_LAST", "SectionType", "MapKind",
-    "MapFlags", "KfuncFlags", "KfuncSiteKind", "FuncInfo", "LineInfo", "CoreRelo",
+    "ArtifactMapFlags", "KfuncFlags", "KfuncSiteKind", "FuncInfo", "LineInfo", "CoreRelo",
     "KfuncSite", "Kfunc", "Program", "Map", "ExtensionSection", "Artifact", "is_artifact",
 ]
 
@@ -89,8 +90,9 @@ class MapKind(IntEnum):
     KCONFIG = 4  # .kconfig externs: contents are the running kernel's (not built yet)
 
 
-class MapFlags(IntFlag):
-    """Artifact-level map flags (not the kernel's map_flags)."""
+class ArtifactMapFlags(IntFlag):
+    """Artifact-level map flags, for the loader.  Not the kernel's ``map_flags``: those are
+    :class:`sigbpf.elf.maps.MapFlags` (``BPF_F_*``), stored in :attr:`Map.map_flags`."""
 
     NONE = 0
     FROZEN = 1  # loader calls BPF_MAP_FREEZE after writing the initial contents
@@ -111,6 +113,10 @@ class KfuncSiteKind(IntEnum):
 
 
 # ----------------------------------------------------------------- records
+# FuncInfo / LineInfo / CoreRelo are the kernel's bpf_func_info / bpf_line_info /
+# bpf_core_relo exactly as BPF_PROG_LOAD takes them (program-relative, kernel units).
+# The object-side records of the same names (sigbpf.elf.btf_ext) are section-relative
+# instruction slots with their BTF strings decoded; artifact.link converts one to the other.
 
 _FUNC_INFO = struct.Struct("<II")
 _LINE_INFO = struct.Struct("<IIII")
@@ -130,9 +136,13 @@ class FuncInfo:
     insn_off: int
     type_id: int
 
+    def pack(self) -> bytes:
+        """The kernel's 8-byte record (little-endian)."""
+        return _FUNC_INFO.pack(self.insn_off, self.type_id)
+
 
 @dataclass(frozen=True, slots=True)
-class LineInfo:
+class LineInfo(LineColumn):
     """``struct bpf_line_info``: ``insn_off`` in instructions, string offsets into prog BTF."""
 
     insn_off: int
@@ -140,13 +150,9 @@ class LineInfo:
     line_off: int
     line_col: int
 
-    @property
-    def line(self) -> int:
-        return self.line_col >> 10
-
-    @property
-    def col(self) -> int:
-        return self.line_col & 0x3FF
+    def pack(self) -> bytes:
+        """The kernel's 16-byte record (little-endian)."""
+        return _LINE_INFO.pack(self.insn_off, self.file_name_off, self.line_off, self.line_col)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +164,10 @@ class CoreRelo:
     type_id: int
     access_str_off: int
     kind: int
+
+    def pack(self) -> bytes:
+        """The kernel's 16-byte record (little-endian)."""
+        return _CORE_RELO.pack(self.insn_off, self.type_id, self.access_str_off, self.kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +211,21 @@ class Program:
         """The instructions as the kernel takes them (8 bytes a slot, little-endian)."""
         return Instruction.encode(self.insns)
 
+    @property
+    def func_info_bytes(self) -> bytes:
+        """``func_info`` as ``BPF_PROG_LOAD`` takes it (and the artifact stores it)."""
+        return b"".join(r.pack() for r in self.func_info)
+
+    @property
+    def line_info_bytes(self) -> bytes:
+        """``line_info`` as ``BPF_PROG_LOAD`` takes it (and the artifact stores it)."""
+        return b"".join(r.pack() for r in self.line_info)
+
+    @property
+    def core_relo_bytes(self) -> bytes:
+        """``core_relos`` as ``BPF_PROG_LOAD`` takes them (and the artifact stores them)."""
+        return b"".join(r.pack() for r in self.core_relos)
+
 
 @dataclass(frozen=True, slots=True)
 class Map:
@@ -221,7 +246,7 @@ class Map:
     section: str = ""
     btf_key_type_id: int = 0
     btf_value_type_id: int = 0
-    flags: MapFlags = MapFlags.NONE
+    flags: ArtifactMapFlags = ArtifactMapFlags.NONE
     inner_map: int = -1  # index of the inner map's prototype, -1 if none
     pinning: int = 0
     numa_node: int = 0
@@ -230,7 +255,7 @@ class Map:
 
     @property
     def frozen(self) -> bool:
-        return bool(self.flags & MapFlags.FROZEN)
+        return bool(self.flags & ArtifactMapFlags.FROZEN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,12 +406,9 @@ def _encode_unchecked(art: Artifact) -> bytes:
             n_insn, len(prog.insns), n_fi, len(prog.func_info), n_li, len(prog.line_info),
             n_cr, len(prog.core_relos), n_site, len(prog.kfunc_sites))
         insns += raw
-        for fi in prog.func_info:
-            func_info += _FUNC_INFO.pack(fi.insn_off, fi.type_id)
-        for li in prog.line_info:
-            line_info += _LINE_INFO.pack(li.insn_off, li.file_name_off, li.line_off, li.line_col)
-        for cr in prog.core_relos:
-            core_relos += _CORE_RELO.pack(cr.insn_off, cr.type_id, cr.access_str_off, cr.kind)
+        func_info += prog.func_info_bytes
+        line_info += prog.line_info_bytes
+        core_relos += prog.core_relo_bytes
         for site in prog.kfunc_sites:
             sites += _KFUNC_SITE.pack(site.kfunc, site.insn, int(site.kind))
         n_insn += len(prog.insns)
@@ -679,7 +701,7 @@ def _decode(data: bytes) -> Artifact:
             mkind = MapKind(kind)
         except ValueError:
             raise map_sec.error(f"unknown map kind {kind}", i, 8) from None
-        if aflags & ~int(MapFlags.FROZEN):
+        if aflags & ~int(ArtifactMapFlags.FROZEN):
             raise map_sec.error(f"unknown map flags {aflags:#x}", i, 40)
         if inner != -1 and not 0 <= inner < len(map_records):
             raise map_sec.error(f"inner map index {inner} out of range", i, 48)
@@ -693,7 +715,7 @@ def _decode(data: bytes) -> Artifact:
             name=string(m_name, map_sec, i, 0), section=string(m_sec, map_sec, i, 4),
             kind=mkind, map_type=mtype, key_size=ksize, value_size=vsize, max_entries=maxe,
             map_flags=mflags, btf_key_type_id=kid, btf_value_type_id=vid,
-            flags=MapFlags(aflags), pinning=pinning, inner_map=inner, numa_node=numa,
+            flags=ArtifactMapFlags(aflags), pinning=pinning, inner_map=inner, numa_node=numa,
             map_extra=extra, initial_data=data_sec.data[d_off:d_off + d_size]))
 
     return Artifact(name=name, btf=core[SectionType.BTF].data, programs=tuple(programs),

@@ -19,7 +19,8 @@ with bpftool):
    A VAR entry (typed ksym) becomes a global-allocated ``int``.
 3. Every other DATASEC: a size of 0 becomes the ELF section's size and the
    VAR offsets become the ELF symbols' values; a VAR whose symbol is hidden
-   becomes static; the entries are sorted by offset.
+   becomes static; the entries are sorted by offset.  The ELF layer computed
+   this when it read the object (:mod:`sigbpf.elf.datasec`); it is applied here.
 4. A hidden (``__hidden``) global subprogram's FUNC gets linkage STATIC
    (libbpf's ``mark_btf_static`` in ``bpf_object__sanitize_and_load_btf``).
 
@@ -33,27 +34,18 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from sigbpf.btf import BTF
 from sigbpf.btf import types as T
 from sigbpf.btf.kinds import FuncLinkage, VarLinkage
 from sigbpf.btf.marshal import assemble, type_words
+from sigbpf.elf.datasec import KSYMS_SECTION, DatasecFixup
 from sigbpf.errors import BTFError
 
-__all__ = ["KSYMS_SEC", "KCONFIG_SEC", "DUMMY_KSYM", "VarSymbol", "ProgramBTF", "program_btf"]
+__all__ = ["DUMMY_KSYM", "ProgramBTF", "program_btf"]
 
-KSYMS_SEC = ".ksyms"
-KCONFIG_SEC = ".kconfig"
 DUMMY_KSYM = "dummy_ksym"
-
-
-@dataclass(frozen=True, slots=True)
-class VarSymbol:
-    """What the fixups need of the ELF symbol of a global variable."""
-
-    value: int  # st_value: offset in its section
-    hidden: bool = False  # STV_HIDDEN or STV_INTERNAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +65,14 @@ def _first_int32(types: list[T.Type]) -> int:
     return 0
 
 
-def program_btf(btf: BTF, section_sizes: Mapping[str, int],
-                var_symbols: Mapping[str, VarSymbol], static_funcs: Iterable[str] = (), *,
+def program_btf(btf: BTF, fixup: DatasecFixup, static_funcs: Iterable[str] = (), *,
                 file: str | None = None) -> ProgramBTF:
     """Apply libbpf's load-time fixups to an object's BTF (see the module docstring).
 
-    *section_sizes* maps ELF section names to their sizes, *var_symbols* the
-    names of global variables to their symbols, *static_funcs* names the hidden
-    global subprograms.  Raises :class:`BTFError`
-    when a DATASEC's section or a VAR's symbol cannot be found, as libbpf
-    fails (``-ENOENT``) in the same case.
+    *fixup* is the object's DATASEC fix-up (:attr:`sigbpf.elf.BPFObject.datasec_fixup`,
+    step 3: the ELF layer already checked that every DATASEC's section and every
+    VAR's symbol exists, with libbpf's messages); *static_funcs* names the hidden
+    global subprograms.  Raises :class:`BTFError` for a malformed ``.ksyms``.
     """
     if btf.base is not None:
         raise BTFError("program BTF cannot be split BTF", file=file)
@@ -93,7 +83,7 @@ def program_btf(btf: BTF, section_sizes: Mapping[str, int],
         types[type_id - 1] = t
 
     # 1. dummy_ksym
-    ksyms_id = _find(types, KSYMS_SEC, T.Datasec)
+    ksyms_id = _find(types, KSYMS_SECTION, T.Datasec)
     dummy_id = 0
     int_id = _first_int32(types)
     if ksyms_id:
@@ -111,7 +101,7 @@ def program_btf(btf: BTF, section_sizes: Mapping[str, int],
         new_vars = []
         for i, vs in enumerate(sec.vars):
             if not 0 < vs.type <= len(types):
-                raise BTFError(f"{KSYMS_SEC} entry {i} refers to type {vs.type}, out of range",
+                raise BTFError(f"{KSYMS_SECTION} entry {i} refers to type {vs.type}, out of range",
                                file=file, type_id=ksyms_id)
             target = types[vs.type - 1]
             if isinstance(target, T.Func):
@@ -126,45 +116,16 @@ def program_btf(btf: BTF, section_sizes: Mapping[str, int],
                 set_type(vs.type, replace(target, linkage=VarLinkage.GLOBAL_ALLOCATED, type=int_id))
                 new_vars.append(T.VarSecinfo(vs.type, 4 * i, 4))
             else:
-                raise BTFError(f"{KSYMS_SEC} entry {i} is a {target.kind.name}, not a FUNC or VAR",
+                raise BTFError(f"{KSYMS_SECTION} entry {i} is a {target.kind.name}, not a FUNC or VAR",
                                file=file, type_id=vs.type)
         set_type(ksyms_id, replace(sec, size=4 * len(new_vars), vars=tuple(new_vars)))
 
-    # 3. other DATASECs
-    for index, t in enumerate(list(types)):
-        if not isinstance(t, T.Datasec) or t.name in (KSYMS_SEC, KCONFIG_SEC):
-            if isinstance(t, T.Datasec) and t.name == KCONFIG_SEC:
-                types[index] = replace(t, vars=tuple(sorted(t.vars, key=lambda v: v.offset)))
-            continue
-        type_id = index + 1
-        size = t.size
-        fixup_offsets = False
-        if size == 0:
-            size = section_sizes.get(t.name, 0)
-            if not size:
-                raise BTFError(f"DATASEC {t.name!r}: no ELF section of that name with a size",
-                               file=file, type_id=type_id)
-            fixup_offsets = True
-        new_vars = []
-        for vs in t.vars:
-            var = types[vs.type - 1] if 0 < vs.type <= len(types) else None
-            if not isinstance(var, T.Var):
-                raise BTFError(f"DATASEC {t.name!r}: entry type {vs.type} is not a VAR",
-                               file=file, type_id=type_id)
-            if var.linkage in (VarLinkage.STATIC, VarLinkage.GLOBAL_EXTERN):
-                new_vars.append(vs)
-                continue
-            sym = var_symbols.get(var.name)
-            if sym is None:
-                raise BTFError(f"DATASEC {t.name!r}: no ELF symbol for VAR {var.name!r}",
-                               file=file, type_id=vs.type)
-            if fixup_offsets:
-                vs = replace(vs, offset=sym.value)
-            if sym.hidden:
-                set_type(vs.type, replace(var, linkage=VarLinkage.STATIC))
-            new_vars.append(vs)
-        new_vars.sort(key=lambda v: v.offset)
-        types[index] = replace(t, size=size, vars=tuple(new_vars))
+    # 3. other DATASECs: the object's own fix-up (sigbpf.elf.datasec), computed when it was read
+    for sec_id, fixed in fixup.datasecs.items():
+        if fixed.name != KSYMS_SECTION:
+            set_type(sec_id, fixed)
+    for var_id in fixup.static_vars:
+        set_type(var_id, replace(types[var_id - 1], linkage=VarLinkage.STATIC))
 
     # 4. hidden subprograms
     for name in static_funcs:

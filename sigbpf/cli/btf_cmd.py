@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--kfunc-prototypes needs --format c")
     data = _render(args)
     if args.output:
-        from sigbpf.cli.output import write_atomic
+        from sigbpf.fileio import write_atomic
 
         write_atomic(args.output, data)
     else:

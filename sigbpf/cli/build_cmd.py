@@ -21,7 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sigbpf.artifact.build import build_from_file
-    from sigbpf.cli.output import emit_json, write_atomic
+    from sigbpf.cli.output import emit_json
+    from sigbpf.fileio import write_atomic
 
     artifact = build_from_file(args.obj)
     data = artifact.encode()

@@ -57,7 +57,8 @@ def _artifact_sections(data: bytes, path: str):
 
 def run(args: argparse.Namespace) -> int:
     from sigbpf.asm.listing import choose_labels, list_section, objdump_text
-    from sigbpf.cli.output import emit_json, read_input
+    from sigbpf.cli.output import emit_json
+    from sigbpf.fileio import read_input
     from sigbpf.errors import NotFoundError, SigbpfError
 
     path = args.obj

@@ -47,7 +47,7 @@ def _inspect_object(data: bytes, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from sigbpf.artifact.format import MAGIC
-    from sigbpf.cli.output import read_input
+    from sigbpf.fileio import read_input
     from sigbpf.errors import FormatError
 
     data = read_input(args.file)

@@ -26,7 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sigbpf.cli.output import emit_json, write_atomic
+    from sigbpf.cli.output import emit_json
+    from sigbpf.fileio import write_atomic
     from sigbpf.errors import FormatError, UsageError
     from sigbpf.sign import keys
 

@@ -15,7 +15,10 @@ Signed artifacts: with ``--cert`` the signature is verified in userspace
 With ``--keyring`` the per-program signatures are also passed to
 ``BPF_PROG_LOAD`` (``signature``, ``signature_size``, ``keyring_id``;
 ``session`` adds the certificate to the session keyring first and removes
-it afterwards), and the kernel's answer is reported.  A kernel that cannot
+it afterwards), and the kernel's answer is reported.  They are passed even
+when the instructions as loaded differ from the signed ones (userspace
+resolution, weak kfunc binding); the output then says so in a note
+(docs/FORMAT.md 5.5).  A kernel that cannot
 check signatures (6.18 here: EOPNOTSUPP) is a refusal with a message saying
 so and that userspace verified the signature, never a silent success.
 
@@ -68,7 +71,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sigbpf.cli.output import emit_json, read_input
+    from sigbpf.cli.output import emit_json
+    from sigbpf.fileio import read_input
     from sigbpf.errors import KernelError, UsageError
     from sigbpf.kernel.loader import load_artifact
     from sigbpf.resolve.report import CheckOptions
@@ -159,7 +163,7 @@ def _verify_signed(data: bytes, path: str, cert_path: str,
     kernel checks (``insns``); ``insns+metadata`` is refused as a usage error.
     """
     from sigbpf.artifact.format import is_artifact
-    from sigbpf.cli.output import read_input
+    from sigbpf.fileio import read_input
     from sigbpf.errors import UsageError
     from sigbpf.sign.verify import verify_signed
 
@@ -177,7 +181,7 @@ def _verify_signed(data: bytes, path: str, cert_path: str,
 
 def _prepare_keyring(spec: str, cert_path: str) -> tuple[int, int | None]:
     """keyring_id for BPF_PROG_LOAD; with ``session`` the certificate is added first."""
-    from sigbpf.cli.output import read_input
+    from sigbpf.fileio import read_input
     from sigbpf.kernel.keyring import KEY_SPEC_SESSION_KEYRING, add_asymmetric_key, keyring_id
     from sigbpf.sign.keys import encode_certificate, load_certificate
 

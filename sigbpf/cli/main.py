@@ -10,8 +10,9 @@ Commands are listed in :data:`COMMANDS`; only the module of the command that
 runs is imported, so ``sigbpf --help`` and every command start fast.
 
 Exit codes: 0 success, 1 what was asked does not hold, 2 bad input or usage.
-Library errors (:class:`sigbpf.errors.SigbpfError`) become one line on stderr;
-nothing else is allowed to escape as a traceback.
+Library errors (:class:`sigbpf.errors.SigbpfError`) become one line on stderr,
+and so does a missing or too old third-party package (:data:`DEPENDENCIES`,
+exit 2); nothing else is allowed to escape as a traceback.
 """
 
 from __future__ import annotations
@@ -37,6 +38,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sign": ("sign_cmd", "sign a portable artifact"),
     "verify": ("verify_cmd", "verify a signed artifact"),
 }
+
+
+# import name -> what to install (pyproject.toml's [project] dependencies; a test keeps them equal)
+DEPENDENCIES: dict[str, str] = {
+    "elftools": "pyelftools>=0.29",
+    "cryptography": "cryptography>=42",
+    "asn1crypto": "asn1crypto>=1.5",
+}
+
+
+def missing_dependency(err: ImportError) -> str:
+    """The one-line account of an ImportError: which package is missing or too old, and the
+    ``pip install`` that fixes it (every dependency when the module is not one of ours)."""
+    top = (err.name or "").split(".")[0]
+    if top in DEPENDENCIES:
+        return f"missing dependency: {top} ({err}) (pip install '{DEPENDENCIES[top]}')"
+    wanted = " ".join(f"'{spec}'" for spec in DEPENDENCIES.values())
+    return f"missing dependency: {err} (pip install {wanted})"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SigbpfError as err:
         print(f"sigbpf: error: {err}", file=sys.stderr)
         return err.exit_code
+    except ImportError as err:  # a third-party package missing or too old (e.g. cryptography 38)
+        print(f"sigbpf: error: {missing_dependency(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("sigbpf: interrupted", file=sys.stderr)
         return 130

@@ -54,7 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sigbpf.cli.output import emit_json, read_input
+    from sigbpf.cli.output import emit_json
+    from sigbpf.fileio import read_input
     from sigbpf.errors import UsageError
     from sigbpf.resolve.report import CheckOptions, analyze_bound
     from sigbpf.resolve.subject import Subject

@@ -25,7 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sigbpf.cli.output import emit_json, read_input, write_atomic
+    from sigbpf.cli.output import emit_json
+    from sigbpf.fileio import read_input, write_atomic
     from sigbpf.sign.keys import load_key_pair
     from sigbpf.sign.payload import SignatureLayout
     from sigbpf.sign.signed import sign_artifact

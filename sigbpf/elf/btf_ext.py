@@ -23,6 +23,14 @@ no group running past its block.  sigbpf also checks that string offsets are
 inside ``.BTF``'s strings and ``insn_off`` is a multiple of 8.  Errors are
 :class:`~sigbpf.errors.FormatError` with the file and the file offset of the
 bad field.
+
+These records are the *object's* view: ``insn`` counts instruction slots from
+the start of the ELF section (every kind, CO-RE relocations included) and the
+BTF strings they name are decoded.  The kernel's wire records, program-relative
+and in the kernel's units (``bpf_core_relo.insn_off`` in bytes), are
+:class:`sigbpf.artifact.format.FuncInfo` / ``LineInfo`` / ``CoreRelo``;
+:func:`sigbpf.artifact.link.link_program` is the one place that turns the first
+into the second.
 """
 
 from __future__ import annotations
@@ -72,16 +80,13 @@ class FuncInfo:
     type_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class LineInfo:
-    """``bpf_line_info``; ``line``/``col`` are ``line_col >> 10`` and ``line_col & 0x3ff``."""
+class LineColumn:
+    """``line``/``col`` of a ``bpf_line_info``'s ``line_col``, as the kernel's
+    ``BPF_LINE_INFO_LINE_NUM`` (``>> 10``) and ``BPF_LINE_INFO_LINE_COL`` (``& 0x3ff``);
+    shared by this module's :class:`LineInfo` and the artifact's."""
 
-    insn: int
-    file_name_off: int
-    line_off: int
+    __slots__ = ()
     line_col: int
-    file_name: str
-    source_line: str
 
     @property
     def line(self) -> int:
@@ -90,6 +95,18 @@ class LineInfo:
     @property
     def col(self) -> int:
         return self.line_col & 0x3FF
+
+
+@dataclass(frozen=True, slots=True)
+class LineInfo(LineColumn):
+    """``bpf_line_info``; ``line``/``col`` are ``line_col >> 10`` and ``line_col & 0x3ff``."""
+
+    insn: int
+    file_name_off: int
+    line_off: int
+    line_col: int
+    file_name: str
+    source_line: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,7 @@ class BPFObject:
     @classmethod
     def from_file(cls, path: str | Path) -> "BPFObject":
         """Read the object at *path* (errors name the file)."""
-        from sigbpf.cli.output import read_input
+        from sigbpf.fileio import read_input
 
         data = read_input(path)
         return cls.from_bytes(data, str(path))

@@ -14,8 +14,8 @@ else in sigbpf does.  The layers, bottom up:
 * :mod:`.log`      the log-buffer protocol (no log first, full log on refusal).
 * :mod:`.keyring`  ``add_key("asymmetric", ...)`` for signed loads.
 * :mod:`.probe`    does this kernel resolve ``BPF_PSEUDO_KFUNC_CALL_PROG_BTF`` itself?
-* :mod:`.ksyms`    an artifact's kfunc sites bound to one kernel (weak kfuncs, ``&kfunc``).
-* :mod:`.loader`   a portable artifact into the kernel, end to end::
+* :mod:`.loader`   a portable artifact into the kernel, end to end (kfunc sites bound
+                   by :mod:`sigbpf.resolve.binding`)::
 
       from sigbpf.kernel.loader import load_artifact
       with load_artifact(artifact, run=True, ctx=bytes(8)) as loaded:

@@ -8,7 +8,8 @@
    resolution is ``"userspace"``: the seed's pass runs here against the
    running kernel's BTF (/sys/kernel/btf/vmlinux) and the kernel gets normal
    kfunc calls (``src_reg = 2``, ``imm`` = vmlinux id).  Either way the loader
-   first binds kfunc addresses and absent weak kfuncs (:mod:`.ksyms`), then
+   first binds kfunc addresses and absent weak kfuncs
+   (:mod:`sigbpf.resolve.binding`), then
    runs :func:`sigbpf.resolve.report.analyze` (the seed's pass plus sigbpf's
    prototype and is-it-a-kfunc checks): a program it rejects never reaches
    the kernel, in either path.
@@ -21,7 +22,10 @@
    table order and no instruction holds an fd.
 4. **Programs** (``BPF_PROG_LOAD``), each with its own verdict; a refused
    program does not stop the others.  With a signature, ``signature`` /
-   ``signature_size`` / ``keyring_id`` go along (6.18 fields).
+   ``signature_size`` / ``keyring_id`` go along (6.18 fields), always; when the
+   instructions as loaded differ from the signed ones (userspace resolution,
+   weak kfunc binding) the report says so (:func:`signed_insns_note`,
+   docs/FORMAT.md 5.5).
 5. **Run** (``BPF_PROG_RUN``) syscall programs when asked, with the context bytes.
 
 Everything the kernel hands out is an :class:`~sigbpf.kernel.syscall.Fd`
@@ -38,7 +42,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from sigbpf.errors import ArtifactError, KernelError, ResolveError
-from sigbpf.kernel.ksyms import KfuncBinding, bind_sites, lookup_kfuncs
+from sigbpf.resolve.binding import KfuncBinding, bind_sites, lookup_kfuncs
 from sigbpf.kernel.syscall import Fd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -269,20 +273,17 @@ def _load_program(loaded: LoadedArtifact, program: "Program", path: Resolution,
         name=program.name, expected_attach_type=program.expected_attach_type,
         flags=program.prog_flags, kern_version=program.kern_version,
         prog_btf_fd=loaded.btf_fd.fileno() if loaded.btf_fd is not None else None,
-        func_info=_records(program.func_info, "<II", ("insn_off", "type_id")),
-        line_info=_records(program.line_info, "<IIII",
-                           ("insn_off", "file_name_off", "line_off", "line_col")),
-        core_relos=_records(program.core_relos, "<IIII",
-                            ("insn_off", "type_id", "access_str_off", "kind")),
+        func_info=program.func_info_bytes, line_info=program.line_info_bytes,
+        core_relos=program.core_relo_bytes,
         fd_array=fd_array,
         signature=signature, keyring_id=keyring_id if keyring_id is not None else 0,
     )
-    if signature is not None and req.insns != program.insn_bytes:
-        loaded.report.notes.append(
-            f"program {program.name!r}: the instructions as loaded differ from the signed ones "
-            f"({_changed_slots(program.insn_bytes, req.insns)} slots rewritten by "
-            f"{'userspace resolution' if path is Resolution.USERSPACE else 'weak kfunc binding'}); "
-            f"a kernel that checks signatures over the loaded instructions refuses it")
+    if signature is not None:
+        note = signed_insns_note(program.name, program.insn_bytes, req.insns,
+                                 "userspace resolution" if path is Resolution.USERSPACE
+                                 else "weak kfunc binding")
+        if note is not None:
+            loaded.report.notes.append(note)
     try:
         fd = load_program(req)
     except KernelError as err:
@@ -310,12 +311,21 @@ def _load_program(loaded: LoadedArtifact, program: "Program", path: Resolution,
     return ProgramOutcome(program.name, True, retval=result.retval, ran=True)
 
 
-def _changed_slots(before: bytes, after: bytes) -> int:
-    return sum(before[i:i + 8] != after[i:i + 8] for i in range(0, max(len(before), len(after)), 8))
+def signed_insns_note(name: str, signed: bytes, loaded: bytes, rewritten_by: str) -> str | None:
+    """What to report when a program's signature goes to ``BPF_PROG_LOAD`` (docs/FORMAT.md 5.5).
 
-
-def _records(items: Sequence[object], fmt: str, fields: tuple[str, ...]) -> bytes:
-    return b"".join(struct.pack(fmt, *(getattr(r, f) for f in fields)) for r in items)
+    The signature is passed whenever the caller asks (``load --keyring``); it covers the
+    instructions as *signed*.  None when the kernel gets exactly those bytes; otherwise
+    the note saying that the instructions as loaded differ (how many slots, rewritten by
+    what), so a kernel that checks signatures over the loaded instructions refuses it.
+    """
+    if signed == loaded:
+        return None
+    changed = sum(signed[i:i + 8] != loaded[i:i + 8]
+                  for i in range(0, max(len(signed), len(loaded)), 8))
+    return (f"program {name!r}: the instructions as loaded differ from the signed ones "
+            f"({changed} slots rewritten by {rewritten_by}); a kernel that checks signatures "
+            f"over the loaded instructions refuses it")
 
 
 def _refusal(err: KernelError, signature: bytes | None) -> str:
@@ -327,4 +337,5 @@ def _refusal(err: KernelError, signature: bytes | None) -> str:
     return str(err)
 
 
-__all__ = ["Resolution", "ProgramOutcome", "LoadReport", "LoadedArtifact", "load_artifact"]
+__all__ = ["Resolution", "ProgramOutcome", "LoadReport", "LoadedArtifact", "load_artifact",
+           "signed_insns_note"]

@@ -10,69 +10,11 @@ element at key 0 whose value is the section; ``.rodata`` is then frozen.
 from __future__ import annotations
 
 import ctypes
-from enum import IntEnum, IntFlag
+from enum import IntEnum
 
+from sigbpf.elf.maps import MapFlags, MapType
 from sigbpf.kernel import attr as A
 from sigbpf.kernel.syscall import Cmd, Fd, bpf
-
-
-class MapType(IntEnum):
-    """``enum bpf_map_type`` (include/uapi/linux/bpf.h)."""
-
-    UNSPEC = 0
-    HASH = 1
-    ARRAY = 2
-    PROG_ARRAY = 3
-    PERF_EVENT_ARRAY = 4
-    PERCPU_HASH = 5
-    PERCPU_ARRAY = 6
-    STACK_TRACE = 7
-    CGROUP_ARRAY = 8
-    LRU_HASH = 9
-    LRU_PERCPU_HASH = 10
-    LPM_TRIE = 11
-    ARRAY_OF_MAPS = 12
-    HASH_OF_MAPS = 13
-    DEVMAP = 14
-    SOCKMAP = 15
-    CPUMAP = 16
-    XSKMAP = 17
-    SOCKHASH = 18
-    CGROUP_STORAGE = 19
-    REUSEPORT_SOCKARRAY = 20
-    PERCPU_CGROUP_STORAGE = 21
-    QUEUE = 22
-    STACK = 23
-    SK_STORAGE = 24
-    DEVMAP_HASH = 25
-    STRUCT_OPS = 26
-    RINGBUF = 27
-    INODE_STORAGE = 28
-    TASK_STORAGE = 29
-    BLOOM_FILTER = 30
-    USER_RINGBUF = 31
-    CGRP_STORAGE = 32
-    ARENA = 33
-    INSN_ARRAY = 34
-
-
-class MapFlags(IntFlag):
-    """``map_flags`` bits of BPF_MAP_CREATE."""
-
-    NONE = 0
-    NO_PREALLOC = 1
-    NO_COMMON_LRU = 2
-    NUMA_NODE = 4
-    RDONLY = 8
-    WRONLY = 16
-    STACK_BUILD_ID = 32
-    ZERO_SEED = 64
-    RDONLY_PROG = 128
-    WRONLY_PROG = 256
-    CLONE = 512
-    MMAPABLE = 1024
-    PRESERVE_ELEMS = 2048
-    INNER_MAP = 4096
 
 
 class UpdateFlags(IntEnum):
@@ -85,13 +27,13 @@ class UpdateFlags(IntEnum):
 
 
 def create_map(
-    map_type: int,
+    map_type: MapType | int,
     key_size: int,
     value_size: int,
     max_entries: int,
     *,
     name: str = "",
-    flags: int = 0,
+    flags: MapFlags | int = 0,
     btf_fd: Fd | int | None = None,
     btf_key_type_id: int = 0,
     btf_value_type_id: int = 0,

@@ -15,8 +15,9 @@ Public API::
 
 Modules: :mod:`.resolver` (the seed), :mod:`.findings` (what a check
 reports), :mod:`.prototype`, :mod:`.kfunc_check`, :mod:`.modules` (the checks
-beyond the seed), :mod:`.subject` (what is resolved: artifact or raw input,
-bound to a kernel), :mod:`.target` (a kernel: vmlinux, modules, kfunc list),
+beyond the seed), :mod:`.binding` (an artifact's kfunc sites bound to one kernel's BTF: weak
+kfuncs, ``&kfunc``; used by the loader too), :mod:`.subject` (what is resolved:
+artifact or raw input, bound to a kernel), :mod:`.target` (a kernel: vmlinux, modules, kfunc list),
 :mod:`.report` (one program), :mod:`.matrix` (``sigbpf check``),
 :mod:`.digest`.  Nothing here calls the running kernel.
 """

@@ -17,9 +17,10 @@ that it is never mistaken for a line the kernel wrote.
 
 from __future__ import annotations
 
-import errno as _errno
 from dataclasses import dataclass
 from enum import Enum
+
+from sigbpf.errors import errno_name
 
 
 class Severity(str, Enum):
@@ -55,7 +56,7 @@ class Finding:
 
     @property
     def errno_name(self) -> str | None:
-        return _errno.errorcode.get(self.errno) if self.errno else None
+        return errno_name(self.errno)
 
     @property
     def is_error(self) -> bool:

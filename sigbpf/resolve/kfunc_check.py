@@ -52,16 +52,12 @@ class KfuncSet:
             ids = frozenset(k.id for k in kfuncs.kfuncs(vmlinux))
             return cls(ids, "bpf_kfunc decl tags")
         if btf_ids_paths:
-            from pathlib import Path
-
             from sigbpf.errors import FormatError, NotFoundError
+            from sigbpf.fileio import read_input
 
             found: set[int] = set()
             for path in btf_ids_paths:
-                try:
-                    data = Path(path).read_bytes()
-                except OSError as err:
-                    raise FormatError(err.strerror or str(err), file=str(path)) from None
+                data = read_input(path)
                 try:
                     listed = kfuncs.kfuncs_from_btf_ids(vmlinux, data, file=str(path))
                 except NotFoundError as err:  # the wrong kernel's section: bad input

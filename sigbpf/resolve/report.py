@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 from sigbpf.asm.instruction import Instruction
+from sigbpf.errors import errno_name
 from sigbpf.resolve.digest import prog_sha256, prog_tag
 from sigbpf.resolve.findings import Finding
 from sigbpf.resolve.modules import POLICY, ModuleBTF, check_module_collisions
@@ -89,7 +90,7 @@ class ProgramReport:
 
     @property
     def errno_name(self) -> str | None:
-        return _errno.errorcode.get(self.errno) if self.errno else None
+        return errno_name(self.errno)
 
     @property
     def log(self) -> list[str]:

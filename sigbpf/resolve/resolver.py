@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Sequence
 from sigbpf.asm.instruction import Instruction
 from sigbpf.asm.opcodes import CALL_CODE, PseudoCall
 from sigbpf.btf.kinds import Kind
-from sigbpf.errors import NotFoundError, ResolveError
+from sigbpf.errors import NotFoundError, ResolveError, errno_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from sigbpf.btf.spec import BTF
@@ -91,7 +91,7 @@ class Resolution:
 
     @property
     def errno_name(self) -> str | None:
-        return _errno.errorcode.get(self.errno) if self.errno else None
+        return errno_name(self.errno)
 
     @property
     def resolved(self) -> tuple[KfuncCall, ...]:

@@ -7,7 +7,7 @@ Program BTF is validated with the kernel's rules, because ``BPF_BTF_LOAD``
 refuses invalid BTF before any program could refer to it.
 
 Artifacts are *bound* to a kernel before the pass (:meth:`Subject.bind`),
-exactly as the loader does (:mod:`sigbpf.kernel.ksyms`, libbpf's rules for
+exactly as the loader does (:mod:`sigbpf.resolve.binding`, libbpf's rules for
 ``__weak __ksym``): kfunc addresses (``bpf_ksym_exists``) get the kernel's id
 and calls of weak kfuncs the kernel lacks become poisoned helper calls in
 dead code.  So ``sigbpf resolve ARTIFACT`` answers what ``sigbpf load`` would
@@ -70,7 +70,7 @@ class Subject:
         if self.artifact is None:
             return [BoundProgram(p.name, p.insns) for p in self.programs]
         from sigbpf.artifact.format import KfuncSiteKind
-        from sigbpf.kernel.ksyms import POISON_CALL_KFUNC_BASE, bind_sites, lookup_kfuncs
+        from sigbpf.resolve.binding import POISON_CALL_KFUNC_BASE, bind_sites, lookup_kfuncs
 
         bindings = lookup_kfuncs(self.artifact, vmlinux)
         out: list[BoundProgram] = []

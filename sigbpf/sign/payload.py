@@ -262,14 +262,9 @@ def artifact_metadata(layout: SignatureLayout, artifact: "Artifact") -> Metadata
             + struct.pack("<IIII", prog.prog_type, prog.expected_attach_type, prog.prog_flags,
                           prog.kern_version))
         add(ItemKind.PROGRAM_LICENSE, i, prog.name, _text(prog.license))
-        add(ItemKind.PROGRAM_FUNC_INFO, i, prog.name,
-            b"".join(struct.pack("<II", f.insn_off, f.type_id) for f in prog.func_info))
-        add(ItemKind.PROGRAM_LINE_INFO, i, prog.name,
-            b"".join(struct.pack("<IIII", li.insn_off, li.file_name_off, li.line_off, li.line_col)
-                     for li in prog.line_info))
-        add(ItemKind.PROGRAM_CORE_RELOS, i, prog.name,
-            b"".join(struct.pack("<IIII", c.insn_off, c.type_id, c.access_str_off, c.kind)
-                     for c in prog.core_relos))
+        add(ItemKind.PROGRAM_FUNC_INFO, i, prog.name, prog.func_info_bytes)
+        add(ItemKind.PROGRAM_LINE_INFO, i, prog.name, prog.line_info_bytes)
+        add(ItemKind.PROGRAM_CORE_RELOS, i, prog.name, prog.core_relo_bytes)
         sites = bytearray()
         for site in prog.kfunc_sites:
             kf = artifact.kfuncs[site.kfunc]

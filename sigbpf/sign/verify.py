@@ -64,27 +64,14 @@ class VerifiedSignatures:
     def program(self, index: int) -> ProgramSignature:
         return self.programs[index]
 
-    def kernel_signature(self, index: int, insns_as_loaded: bytes) -> bytes | None:
-        """The signature to pass as ``BPF_PROG_LOAD``'s ``signature``, or None.
-
-        A 6.18 kernel checks the signature over the instructions it is given.
-        That can pass only in layout ``insns`` and only when the loader sends
-        the instructions exactly as signed (native PROG_BTF resolution, maps by
-        fd_array index).  When the loader resolved kfuncs in userspace (or
-        poisoned a weak kfunc), the loaded bytes differ: None, and the
-        signature stays verified in userspace only.
-        """
-        prog = self.programs[index]
-        if self.layout is not SignatureLayout.INSNS:
-            return None
-        if hashlib.sha256(bytes(insns_as_loaded)).digest() != prog.insns_sha256:
-            return None
-        return prog.signature
-
     @property
     def program_signatures(self) -> dict[str, bytes]:
         """Program name -> signature that a 6.18 kernel can check over the instructions as
-        signed (layout ``insns``); empty for ``insns+metadata``, which no 6.18 kernel checks."""
+        signed (layout ``insns``); empty for ``insns+metadata``, which no 6.18 kernel checks.
+
+        ``load --keyring`` passes these to ``BPF_PROG_LOAD`` as they are; when the
+        instructions as loaded differ from the signed ones the loader says so
+        (:func:`sigbpf.kernel.loader.signed_insns_note`, docs/FORMAT.md 5.5)."""
         if self.layout is not SignatureLayout.INSNS:
             return {}
         return {p.name: p.signature for p in self.programs}

@@ -1,0 +1,53 @@
+"""Reading input files and writing output files, for the library and the CLI alike.
+
+:func:`read_input` turns a missing or unreadable file into a one-line
+:class:`~sigbpf.errors.FormatError` naming the file; :func:`write_atomic`
+never leaves a half-written output file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from sigbpf.errors import FormatError
+
+__all__ = ["read_input", "write_atomic"]
+
+
+def read_input(path: str | os.PathLike[str]) -> bytes:
+    """Read a whole input file; a missing or unreadable file is a one-line error."""
+    try:
+        return Path(path).read_bytes()
+    except IsADirectoryError:
+        raise FormatError("is a directory, not a file", file=str(path)) from None
+    except OSError as err:
+        raise FormatError(err.strerror or str(err), file=str(path)) from None
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+    """Write *data* to *path* so that it is either wholly there or not at all.
+
+    The bytes go to a temporary file in the same directory which is renamed
+    over *path* only once complete: an error never leaves a half-written output.
+    """
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
+    except OSError as err:
+        raise FormatError(f"cannot write: {err.strerror or err}", file=str(path)) from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            raise FormatError(f"cannot write: {err.strerror or err}", file=str(path)) from None
+        raise
