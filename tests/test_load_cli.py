@@ -123,13 +123,18 @@ def test_usage_errors(cli, artifacts, tmp_path) -> None:
 
 
 def _world_readable_copy(src: Path) -> Path:
+    """A copy of *src* and of the sigbpf package that an unprivileged user can read.
+
+    (The checkout itself may live in a directory only root can enter, such as
+    a ``mktemp -d`` clone.)"""
     import tempfile
 
     d = Path(tempfile.mkdtemp(prefix="sigbpf-perm-"))
-    d.chmod(0o755)
+    shutil.copytree(ROOT / "sigbpf", d / "sigbpf", ignore=shutil.ignore_patterns("__pycache__"))
     dst = d / src.name
     shutil.copy(src, dst)
-    dst.chmod(0o644)
+    for path in [d, *d.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     return dst
 
 
@@ -144,7 +149,8 @@ def test_no_permission_is_a_clear_error(artifacts, drop) -> None:
     try:
         proc = subprocess.run([*drop, sys.executable, "-m", "sigbpf", "load", str(path), "--run"],
                               capture_output=True, text=True, timeout=120, cwd="/",
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              env={**os.environ, "PYTHONPATH": str(path.parent),
+                                   "PYTHONDONTWRITEBYTECODE": "1"})
     finally:
         shutil.rmtree(path.parent)
     assert_one_line_error(proc, 1, "EPERM")
