@@ -15,6 +15,8 @@ ls /usr/lib/x86_64-linux-gnu/libbpf.so* >/dev/null 2>&1 || need_apt+=(libbpf1)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 command -v keyctl >/dev/null 2>&1 || need_apt+=(keyutils)
+# The kernel's own module-signing tool, scripts/sign-file (a reference for the signing tests).
+ls /usr/lib/linux-kbuild-*/scripts/sign-file >/dev/null 2>&1 || need_apt+=(linux-kbuild-6.1)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "deps: apt-get install ${need_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

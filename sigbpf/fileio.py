@@ -8,7 +8,7 @@ never leaves a half-written output file.
 from __future__ import annotations
 
 import os
-import tempfile
+import stat
 from pathlib import Path
 
 from sigbpf.errors import FormatError
@@ -17,13 +17,25 @@ __all__ = ["read_input", "write_atomic"]
 
 
 def read_input(path: str | os.PathLike[str]) -> bytes:
-    """Read a whole input file; a missing or unreadable file is a one-line error."""
+    """Read a whole input file; a missing or unreadable file is a one-line error.
+
+    Only regular files are read: a directory, a FIFO or a device such as
+    ``/dev/zero`` (which would never end) is refused, so no input can hang.
+    """
+    name = os.fspath(path)
     try:
-        return Path(path).read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (no effect on regular files)
+        with open(os.open(name, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise FormatError("is a directory, not a file", file=name)
+            if not stat.S_ISREG(mode):
+                raise FormatError("not a regular file", file=name)
+            return f.read()
     except IsADirectoryError:
-        raise FormatError("is a directory, not a file", file=str(path)) from None
+        raise FormatError("is a directory, not a file", file=name) from None
     except OSError as err:
-        raise FormatError(err.strerror or str(err), file=str(path)) from None
+        raise FormatError(err.strerror or str(err), file=name) from None
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
@@ -32,6 +44,8 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -
     The bytes go to a temporary file in the same directory which is renamed
     over *path* only once complete: an error never leaves a half-written output.
     """
+    import tempfile  # here, not at the top: reading inputs (e.g. vmlinux BTF) stays light
+
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     try:

@@ -69,3 +69,33 @@ def sign_both_layouts(cli, unsigned: Path, key: Path, cert: Path) -> dict[str, P
         assert f"layout {layout}" in proc.stdout
         paths[layout] = path
     return paths
+
+
+def sign_file_path() -> Path:
+    """The kernel's module-signing tool, scripts/sign-file (Debian: linux-kbuild-*), or a failure
+    saying how to install it (scripts/deps.sh does)."""
+    import glob
+
+    import pytest
+
+    found = sorted(glob.glob("/usr/lib/linux-kbuild-*/scripts/sign-file"))
+    if not found:
+        pytest.fail("the kernel's sign-file is not installed (scripts/deps.sh installs "
+                    "linux-kbuild-6.1)")
+    return Path(found[-1])
+
+
+def sign_file(payload: bytes, key_pem: Path, cert: Path, work: Path, *, keyid: bool) -> bytes:
+    """A detached signature of *payload* by the kernel's ``sign-file -d sha256`` (``-k``: name
+    the signer by subject key identifier).  sign-file wants a PEM key; the cert may be PEM or DER."""
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "payload"
+    data.write_bytes(payload)
+    sig = work / "payload.p7s"
+    sig.unlink(missing_ok=True)
+    proc = subprocess.run([str(sign_file_path()), *(["-k"] if keyid else []), "-d", "sha256",
+                           str(key_pem), str(cert), str(data)],
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert data.read_bytes() == payload  # -d: signature only, the file is left alone
+    return sig.read_bytes()

@@ -51,9 +51,6 @@ def encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def need_vmlinux() -> None:
-    if not VMLINUX.exists():
-        pytest.skip("no /sys/kernel/btf/vmlinux")
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +63,7 @@ def corpus(corpus_btf):
 
 # ---- raw text ---------------------------------------------------------------
 
-def test_raw_vmlinux_cli_identical_to_bpftool(cli):
-    need_vmlinux()
+def test_raw_vmlinux_cli_identical_to_bpftool(kernel, cli):
     proc = cli("btf", "dump", str(VMLINUX))
     assert proc.returncode == 0, proc.stderr
     assert_same_text(encode(proc.stdout), bpftool_dump(VMLINUX))
@@ -127,8 +123,7 @@ def _bpftool_json(path: Path, base: Path | None = None) -> list[dict]:
     return types
 
 
-def test_json_vmlinux_matches_bpftool():
-    need_vmlinux()
+def test_json_vmlinux_matches_bpftool(kernel):
     assert dump_json(BTF.load_vmlinux()) == _bpftool_json(VMLINUX)
 
 
@@ -163,8 +158,7 @@ def test_json_module_with_base(corpus):
 
 # ---- C header ------------------------------------------------------------------
 
-def test_c_vmlinux_cli_identical_to_bpftool(cli, tmp_path):
-    need_vmlinux()
+def test_c_vmlinux_cli_identical_to_bpftool(kernel, cli, tmp_path):
     out = tmp_path / "vmlinux.h"
     proc = cli("btf", "dump", str(VMLINUX), "--format", "c", "-o", out)
     assert proc.returncode == 0 and proc.stdout == "", proc.stderr
@@ -231,10 +225,10 @@ def _compile(header_dir: Path, src: Path, out: Path, *defines: str) -> subproces
 
 
 @pytest.mark.parametrize("which", ["running", *CORPUS_KERNELS])
-def test_c_header_compiles_as_vmlinux_h(cli, corpus, tmp_path, which):
+def test_c_header_compiles_as_vmlinux_h(request, cli, corpus, tmp_path, which):
     """The acceptance test: sigbpf's header is a working vmlinux.h for clang-19."""
     if which == "running":
-        need_vmlinux()
+        request.getfixturevalue("kernel")  # the running kernel's BTF: required in CI
         src_btf = VMLINUX
     else:
         src_btf = corpus(which)
@@ -372,9 +366,8 @@ def test_big_endian_btf_identical_to_bpftool(bpf_object, tmp_path):
     assert_same_text(encode(dump_c(big)), bpftool_dump(path, None, "format", "c"))
 
 
-def test_c_kfunc_prototypes_declare_tagged_kfuncs(tmp_path):
+def test_c_kfunc_prototypes_declare_tagged_kfuncs(kernel, tmp_path):
     """kfunc_prototypes (bpftool >= 7.5's section): a program calls kfuncs it never declared."""
-    need_vmlinux()
     header_dir = tmp_path / "include"
     header_dir.mkdir()
     vm = BTF.load_vmlinux()

@@ -122,3 +122,29 @@ def test_cli_kfuncs_corpus(cli, corpus_btf):
     assert_one_line_error(cli("kfuncs", "--btf", mod, "--base", vm), 1, "bpf_kfunc")
     assert_one_line_error(cli("kfuncs", "--base", vm), 2, "--base needs --btf")
     assert_one_line_error(cli("kfuncs", "--btf", vm, "--btf-ids", "/nonexistent/ids"), 2, "/nonexistent/ids")
+
+
+def test_cli_kfuncs_from_a_vmlinux_like_elf(cli, corpus_btf, tmp_path):
+    """--btf and --btf-ids also take an ELF file that is not a BPF object (a vmlinux: its
+    .BTF and .BTF_ids sections), with the same answer as the raw sections."""
+    import shutil
+
+    from conftest import CLANG
+
+    objcopy = shutil.which("llvm-objcopy-19")
+    assert objcopy, "llvm-objcopy-19 is missing (llvm-19 provides it)"
+    btf, ids = corpus_btf("6.12.95+deb12-amd64.btf"), corpus_btf("6.12.95+deb12-amd64.BTF_ids")
+    src = tmp_path / "v.c"
+    src.write_text("int vmlinux_like;\n")
+    host = tmp_path / "host.o"
+    subprocess.run([CLANG, "--target=x86_64-linux-gnu", "-c", str(src), "-o", str(host)], check=True)
+    elf = tmp_path / "vmlinux"
+    subprocess.run([objcopy, f"--add-section=.BTF={btf}", f"--add-section=.BTF_ids={ids}",
+                    str(host), str(elf)], check=True)
+    raw = cli("kfuncs", "--btf", btf, "--btf-ids", ids, "--json")
+    proc = cli("kfuncs", "--btf", elf, "--btf-ids", elf, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(raw.stdout) and len(json.loads(raw.stdout)) == 132
+    # an ELF without the section says which one is missing
+    assert_one_line_error(cli("kfuncs", "--btf", btf, "--btf-ids", host), 1, "no .BTF_ids section")
+    assert_one_line_error(cli("kfuncs", "--btf", host), 2, "no .BTF section")

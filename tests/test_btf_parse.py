@@ -229,6 +229,41 @@ def test_elf_without_btf_is_a_clear_error(bpf_object, tmp_path, cli):
     assert_one_line_error(cli("kfuncs", "--btf", "/dev/zero"), 2, "not a regular file")  # no hang
 
 
+def test_mutated_elf_objects_raise_only_located_errors(bpf_object, tmp_path):
+    """The .BTF (and .BTF_ids) of a damaged ELF file: only SigbpfError naming the file.
+
+    Found by this test: pyelftools' OverflowError on huge header fields used
+    to escape as a traceback from ``sigbpf btf dump`` / ``kfuncs --btf``.
+    """
+    import random
+    import struct
+
+    from sigbpf.btf import kfuncs as kf
+    from sigbpf.errors import SigbpfError
+
+    data = bpf_object("kfunc_task").read_bytes()
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    rng = random.Random(1)
+    path = tmp_path / "bad.o"
+    refused = 0
+    for n in range(1500):
+        b = bytearray(data)
+        for _ in range(rng.randrange(1, 4)):
+            pos = rng.choice((rng.randrange(64), shoff + rng.randrange(len(data) - shoff),
+                              rng.randrange(len(b))))
+            b[pos] = rng.randrange(256)
+        if n % 10 == 0:
+            b = b[:rng.randrange(len(b))]
+        path.write_bytes(bytes(b))
+        for read in (lambda: BTF.from_file(path), lambda: kf.read_btf_ids(path)):
+            try:
+                read()
+            except SigbpfError as err:
+                refused += 1
+                assert str(err).startswith(str(path)) and "\n" not in str(err), str(err)
+    assert refused > 1500  # every .BTF_ids read fails (clang objects have none) and more
+
+
 def test_import_is_light():
     import subprocess
     import sys

@@ -184,3 +184,26 @@ def test_build_then_resolve_then_check_from_the_command_line(cli, bpf_object, ke
     assert "program rcu_maps: resolved 2 kfunc call(s)" in proc.stdout
     code, result = check_json(cli, out, "--btf", kernels["6.1"], "--btf", kernels["running"])
     assert code == 1 and [k["ok"] for k in result["kernels"]] == [False, True]
+
+
+def test_digest_on_by_default_and_no_digest_turns_it_off(cli, art, bpf_object):
+    """The digest report, like every check beyond the seed, is on unless --no-digest."""
+    from sigbpf.artifact.build import build_from_file
+    from sigbpf.resolve.digest import prog_sha256, prog_tag
+
+    code, out = check_json(cli, art("kfunc_iter"), "--btf", VMLINUX)
+    assert code == 0
+    (prog,) = out["kernels"][0]["programs"]
+    (insns,) = [p.insns for p in build_from_file(bpf_object("kfunc_iter")).programs]
+    assert prog["digest"]["before"] == {"tag": prog_tag(insns).hex(),
+                                        "sha256": prog_sha256(insns).hex()}
+    assert prog["digest"]["after"]["tag"] != prog["digest"]["before"]["tag"]
+    code, off = check_json(cli, art("kfunc_iter"), "--btf", VMLINUX, "--no-digest")
+    assert code == 0 and off["kernels"][0]["programs"][0]["digest"] is None
+    assert off["kfuncs"] == out["kfuncs"]  # nothing else changes
+
+
+def test_an_elf_object_is_refused_with_a_hint(cli, bpf_object):
+    assert_one_line_error(cli("check", bpf_object("kfunc_task"), "--btf", VMLINUX), 2,
+                          "bad magic (not a sigbpf artifact; a BPF object (ELF): build it first "
+                          "with `sigbpf build`)")

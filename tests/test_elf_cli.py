@@ -8,6 +8,7 @@ another exception, never a hang.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import struct
@@ -55,7 +56,38 @@ def test_inspect_kfuncs_through_subprograms(cli, bpf_object):
     assert prog["kfuncs"] == ["bpf_iter_num_new", "bpf_iter_num_next", "bpf_iter_num_destroy"]
 
 
+def test_inspect_json_externs_and_kfuncs_per_program(cli, bpf_object):
+    """The issue's four parts in JSON: programs, maps, externs, and the kfuncs each program calls."""
+    proc = cli("inspect", "--json", bpf_object("elf_externs"))
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert set(info) >= {"programs", "maps", "externs"}
+    externs = {e["name"]: (e["kind"], e["weak"]) for e in info["externs"]}
+    assert externs == {
+        "LINUX_KERNEL_VERSION": ("kconfig", False), "CONFIG_BPF_SYSCALL": ("kconfig", True),
+        "CONFIG_SIGBPF_MISSING": ("kconfig", True), "bpf_prog_active": ("ksym", False),
+        "bpf_link_fops": ("ksym", True), "bpf_task_from_pid": ("kfunc", False),
+        "bpf_task_release": ("kfunc", False), "bpf_rcu_read_lock": ("kfunc", True),
+        "bpf_rcu_read_unlock": ("kfunc", True), "bpf_sigbpf_absent": ("kfunc", True)}
+    assert all(isinstance(e["btf_id"], int) and e["btf_id"] > 0 for e in info["externs"])
+    progs = {p["name"]: p for p in info["programs"]}
+    # externs_tc calls no kfunc itself: its two come from the subprogram it calls
+    assert progs["externs_tc"]["kfuncs"] == ["bpf_task_from_pid", "bpf_task_release"]
+    assert set(progs["externs_user"]["kfuncs"]) == {n for n, (k, _) in externs.items() if k == "kfunc"}
+    assert [m["name"] for m in info["maps"]] == ["elf_ext.kconfig"]
+
+
 # ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("command", ["inspect", "disasm", "btf dump", "kfuncs --btf"])
+def test_fifo_and_device_inputs_are_refused_not_read(cli, tmp_path, command):
+    """A FIFO (open would wait for a writer) or /dev/zero (never ends): one line, exit 2, no hang."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert_one_line_error(cli(*command.split(), fifo), 2, f"{fifo}: not a regular file")
+    assert_one_line_error(cli(*command.split(), "/dev/zero"), 2, "/dev/zero: not a regular file")
+    assert_one_line_error(cli(*command.split(), tmp_path), 2, "is a directory")
 
 
 def test_not_an_elf_file(cli, tmp_path):

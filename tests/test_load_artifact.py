@@ -161,3 +161,46 @@ def test_one_refused_program_does_not_stop_the_others() -> None:
             ("bad", False, None), ("good", True, 5)]
         assert not report.ok
         assert list(loaded.prog_fds) == ["good"]
+
+
+def test_module_check_reports_a_module_defining_the_same_kfunc_and_stays_pinned(tmp_path) -> None:
+    """The loader's module check: a module (here a made-up one, split BTF on this kernel's
+    vmlinux) that also defines bpf_rcu_read_lock is reported; the call still goes to the
+    vmlinux FUNC (src_reg 2, off 0) and runs.  --no-module-check (module=False) drops it."""
+    from resolve_support import module_btf_bytes
+    from sigbpf.btf import BTF
+    from sigbpf.kernel.btf import running_module_btfs
+
+    vm = BTF.load_vmlinux()
+    moddir = tmp_path / "btf"
+    moddir.mkdir()
+    (moddir / "vmlinux").write_bytes(b"")  # never read: vmlinux is the base, not a module
+    (moddir / "sigbpf_mod").write_bytes(module_btf_bytes(vm, "bpf_rcu_read_lock"))
+    (moddir / "broken_mod").write_bytes(b"\x9f\xeb\x01")
+    modules, problems = running_module_btfs(vm, str(moddir))
+    assert [m.name for m in modules] == ["sigbpf_mod"]
+    assert len(problems) == 1 and "broken_mod" in problems[0]
+    ref = libbpf_vmlinux()
+    with load_artifact(rcu_artifact(), run=True, ctx=bytes(8), modules=modules) as loaded:
+        assert [(p.loaded, p.retval) for p in loaded.report.programs] == [(True, 1234)]
+        (note,) = loaded.report.notes
+        assert note == (f"program 'rcu': sigbpf: warning: kfunc call insn 0: bpf_rcu_read_lock is "
+                        f"also defined by module sigbpf_mod (FUNC [{vm.type_count + 2}]); pinned to "
+                        f"vmlinux: the call resolves to vmlinux FUNC "
+                        f"[{ref.func_id('bpf_rcu_read_lock')}] with off = 0, the module's FUNC is "
+                        f"never chosen")
+    with load_artifact(rcu_artifact(), modules=modules,
+                       checks=CheckOptions(module=False)) as loaded:
+        assert loaded.report.notes == [] and loaded.report.programs[0].loaded
+
+
+def test_running_kernel_module_btfs_are_read_from_sysfs() -> None:
+    """This machine: /sys/kernel/btf holds only vmlinux (KERNEL-FACTS), so no module."""
+    import os
+
+    from sigbpf.btf import BTF
+    from sigbpf.kernel.btf import running_module_btfs
+
+    modules, problems = running_module_btfs(BTF.load_vmlinux())
+    expected = sorted(n for n in os.listdir("/sys/kernel/btf") if n != "vmlinux")
+    assert [m.name for m in modules] == expected and problems == ()

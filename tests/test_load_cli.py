@@ -99,7 +99,8 @@ def test_run_with_too_short_ctx_is_a_clear_failure(cli, artifacts) -> None:
 @pytest.mark.parametrize("content, message", [
     (b"", "neither a sigbpf artifact nor a BPF object"),
     (b"hello world, not bpf", "neither a sigbpf artifact nor a BPF object"),
-    (b"SIGBPFA\x00" + bytes(10), "sigbpf:"),
+    (b"SIGBPFA\x00" + bytes(10), "offset 0x12: truncated header (18 bytes, need 32)"),
+    (b"\x7fELF" + bytes(60), "not a 64-bit ELF"),
 ])
 def test_bad_input_bytes_exit_2(cli, tmp_path, content, message) -> None:
     path = tmp_path / "bad"
@@ -109,14 +110,25 @@ def test_bad_input_bytes_exit_2(cli, tmp_path, content, message) -> None:
 
 def test_truncated_and_flipped_artifacts_exit_2(cli, tmp_path, artifacts) -> None:
     data = artifacts["rcu"].read_bytes()
-    for i, variant in enumerate([data[: len(data) // 2], data[:-1], data + b"\0" * 8]):
+    for i, (variant, message) in enumerate([
+            (data[:20], "truncated header (20 bytes, need 32)"),
+            (data[: len(data) // 2], "out of range (file"),
+            (data[:-1], "out of range (file"),
+            (data + b"\0" * 8, "not in canonical form")]):
         path = tmp_path / f"v{i}.sbpf"
         path.write_bytes(variant)
-        assert_one_line_error(cli("load", path, "--json"), 2)
+        proc = cli("load", path, "--json")
+        assert_one_line_error(proc, 2, message)
+        assert f"{path}: offset 0x" in proc.stderr and proc.stdout == ""
 
 
 def test_usage_errors(cli, artifacts, tmp_path) -> None:
-    assert_one_line_error(cli("load", artifacts["rcu"], "--ctx", "zz"), 2, "--ctx")
+    assert_one_line_error(cli("load", artifacts["rcu"], "--run", "--ctx", "zz"), 2,
+                          "--ctx 'zz' is not hex bytes")
+    assert_one_line_error(cli("load", artifacts["rcu"], "--ctx", "00" * 8), 2,
+                          "--ctx goes with --run")
+    assert_one_line_error(cli("load", artifacts["rcu"], "--resolution", "native"), 2,
+                          "invalid choice: 'native'")
     assert_one_line_error(cli("load", artifacts["rcu"], "--keyring", "session"), 2, "--cert")
     assert_one_line_error(cli("load", tmp_path / "nope.sbpf"), 2, "nope.sbpf")
     assert_one_line_error(cli("load"), 2)
@@ -211,10 +223,63 @@ def test_btf_the_kernel_refuses_shows_its_log(tmp_path, cli) -> None:
 
 
 def test_forced_kernel_resolution_reports_the_kernels_answer(cli, artifacts) -> None:
-    """--resolution kernel hands src_reg 3 to this kernel, which does not know it."""
+    """--resolution kernel hands src_reg 3 to this kernel, which does not know it.
+
+    The native path (the kernel resolves src_reg 3 itself) cannot succeed on
+    6.18: its verifier answers 'BPF_CALL uses reserved fields' (EINVAL), the
+    probe's own answer.  The error line says so and names the way out."""
     proc = cli("load", artifacts["rcu"], "--resolution", "kernel", "--json")
-    assert proc.returncode == 1
+    assert_one_line_error(proc, 1, "loading program 'rcu' (BPF_PROG_LOAD): Invalid argument "
+                                   "(EINVAL): this kernel does not resolve src_reg 3 (PROG_BTF) "
+                                   "kfunc calls itself (the verifier answers 'BPF_CALL uses "
+                                   "reserved fields', as the probe does); load with "
+                                   "--resolution userspace (or auto)")
     doc = json.loads(proc.stdout)
     assert doc["resolution"] == "kernel"
-    assert "BPF_CALL uses reserved fields" in doc["programs"][0]["log"]
-    assert "EINVAL" in proc.stderr
+    # The kernel got the call as the artifact has it: src_reg 3 at insn 0 (bpf_rcu_read_lock,
+    # prog-BTF FUNC [3]): the last instruction it looked at, then its answer.
+    log = doc["programs"][0]["log"].splitlines()
+    assert log[-3:-1] == ["0: (85) call unknown#3", "BPF_CALL uses reserved fields"]
+    text = cli("load", artifacts["rcu"], "--resolution", "kernel")
+    assert text.stdout.startswith("resolution: kernel (resolution forced to kernel; the probe says: "
+                                  "kernel answers 'BPF_CALL uses reserved fields' for src_reg 3)\n")
+    assert "verifier log:\n" in text.stdout and "  BPF_CALL uses reserved fields\n" in text.stdout
+
+
+def test_kernel_path_passes_a_program_without_kfunc_calls_unchanged(cli, artifacts) -> None:
+    """The native path's other half, observable here: instructions and program BTF go to the
+    kernel as the artifact has them (the tag the kernel computes is that of the artifact's
+    instructions), and the program runs."""
+    proc = cli("load", artifacts["ctx"], "--resolution", "kernel", "--run", "--ctx",
+               "0000000007000000", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc == {"resolution": "kernel", "kfuncs": [],
+                   "programs": [{"name": "ctx_n", "loaded": True, "retval": 7, "log": ""}]}
+    from sigbpf.artifact.format import Artifact
+    from sigbpf.kernel.info import prog_info
+    from sigbpf.kernel.loader import load_artifact
+    from sigbpf.resolve.digest import prog_tag
+
+    art = Artifact.decode(artifacts["ctx"].read_bytes())
+    with load_artifact(art, resolution="kernel") as loaded:
+        assert prog_info(loaded.prog_fds["ctx_n"]).tag == prog_tag(art.programs[0].insns)
+
+
+def test_artifact_with_malformed_program_btf_is_bad_input(cli, tmp_path) -> None:
+    """Well-framed artifact, program BTF that is not BTF: exit 2 naming the file and the
+    place in the program BTF, before anything reaches the kernel (the kernel's own words
+    for the first case: BPF_BTF_LOAD says "Invalid kind:31" too)."""
+    from sigbpf.artifact.format import Artifact
+
+    art = rcu_artifact()
+    bad_kind = bytearray(art.btf)
+    bad_kind[24 + 7] = 31  # type [1]: info's kind bits := 31
+    for i, (btf, message) in enumerate([
+            (bytes(bad_kind), "program BTF: offset 0x1c: type [1]: Invalid kind:31"),
+            (art.btf[:30], "program BTF: offset 0xc: Total section length too long")]):
+        path = tmp_path / f"badbtf{i}.sbpf"
+        path.write_bytes(Artifact(art.name, btf, art.programs, art.maps, art.kfuncs).encode())
+        proc = cli("load", path, "--json")
+        assert_one_line_error(proc, 2, f"{path}: {message}")
+        assert proc.stdout == ""

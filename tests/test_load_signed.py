@@ -55,7 +55,24 @@ def test_verified_in_userspace_then_loaded(cli, signed, key_files) -> None:
 def test_der_certificate_works_too(cli, signed, key_files) -> None:
     proc = cli("load", signed["insns"], "--cert", key_files["cert_der"], "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["programs"][0]["loaded"] is True
+    doc = json.loads(proc.stdout)
+    assert doc["programs"][0]["loaded"] is True
+    # JSON says who verified what, like `verify --json`, and that nothing went to the kernel.
+    verify = json.loads(cli("verify", signed["insns"], "--cert", key_files["cert"], "--json").stdout)
+    sig = doc["signature"]
+    assert sig["verified"] is True and sig["verified_by"] == "userspace"
+    for key in ("layout", "signer", "key_id", "metadata_sha256", "artifact_sha256", "programs"):
+        assert sig[key] == verify[key], key
+    assert sig["passed_to_kernel"] is False and sig["keyring_id"] is None
+    assert any("not passed to the kernel (no --keyring)" in n for n in sig["notes"])
+
+
+def test_json_of_an_unverified_signed_load_says_so(cli, signed) -> None:
+    doc = json.loads(cli("load", signed["insns"], "--json").stdout)
+    assert doc["signature"]["verified"] is False
+    assert "NOT verified" in doc["signature"]["notes"][0]
+    unsigned = json.loads(cli("load", signed["unsigned"], "--json").stdout)
+    assert "signature" not in unsigned  # the load JSON of issue 3, unchanged
 
 
 def test_signed_artifact_without_cert_says_it_was_not_verified(cli, signed) -> None:
@@ -80,16 +97,36 @@ def test_kernel_cannot_check_signatures_here(cli, signed, key_files, keyring) ->
     as_json = cli("load", signed["insns"], "--cert", key_files["cert"], "--keyring", keyring,
                   "--json")
     assert as_json.returncode == 1
-    (prog,) = json.loads(as_json.stdout)["programs"]
+    doc = json.loads(as_json.stdout)
+    (prog,) = doc["programs"]
     assert prog["loaded"] is False and "cannot check BPF program signatures" in prog["log"]
+    assert "verified in userspace only" in prog["log"]
+    sig = doc["signature"]
+    assert sig["verified"] is True and sig["verified_by"] == "userspace"
+    assert sig["passed_to_kernel"] is True
+    assert sig["keyring_id"] == {"session": -3, "builtin": 0}[keyring]
+    assert any("differ from the signed ones" in n for n in sig["notes"])
 
 
 def test_session_key_is_removed_afterwards(cli, signed, key_files) -> None:
     if shutil.which("keyctl") is None:
         pytest.skip("keyctl not installed")
+    import re
+
     before = _session_keys().count("asymmetric: sigbpf")
-    cli("load", signed["insns"], "--cert", key_files["cert"], "--keyring", "session")
+    proc = cli("load", signed["insns"], "--cert", key_files["cert"], "--keyring", "session")
+    assert proc.returncode == 1, proc.stderr  # EOPNOTSUPP here
+    # The output names the key add_key("asymmetric", ...) made in the session keyring ...
+    found = re.search(r"passed to BPF_PROG_LOAD with keyring_id -3 \(the certificate added to "
+                      r"the session keyring as asymmetric key (\d+), removed after loading\)",
+                      proc.stdout)
+    assert found, proc.stdout
+    # ... which is no longer linked there.
     assert _session_keys().count("asymmetric: sigbpf") == before
+    assert found.group(1) not in _session_keys().split()
+    builtin = cli("load", signed["insns"], "--cert", key_files["cert"], "--keyring", "builtin")
+    assert "passed to BPF_PROG_LOAD with keyring_id 0" in builtin.stdout
+    assert "session keyring" not in builtin.stdout
 
 
 def test_add_key_asymmetric_accepts_the_certificate(key_files) -> None:
@@ -107,6 +144,18 @@ def test_numeric_keyring_and_bad_keyring(cli, signed, key_files) -> None:
     assert_one_line_error(proc, 1, "cannot check BPF program signatures")
     assert_one_line_error(cli("load", signed["insns"], "--cert", key_files["cert"],
                               "--keyring", "nonsense"), 2, "--keyring")
+
+
+@pytest.mark.parametrize("keyring,kid", [("3", 3), ("process", -2), ("0x7ffffff0", 0x7ffffff0)])
+def test_a_keyring_the_kernel_cannot_find(cli, signed, key_files, keyring, kid) -> None:
+    """Measured on 6.18: BPF_PROG_LOAD looks the key up before it checks the signature and
+    answers EINVAL, with no verifier log, for a keyring_id that names no key (3 is not a
+    system keyring; this process has no process keyring; no such serial).  The message says
+    so, and that userspace verified the signature."""
+    proc = cli("load", signed["insns"], "--cert", key_files["cert"], "--keyring", keyring)
+    assert_one_line_error(proc, 1, f"(EINVAL): the kernel found no key or keyring with "
+                                   f"keyring_id {kid}")
+    assert "the signature was verified in userspace only" in proc.stderr
 
 
 def test_metadata_layout_cannot_go_to_the_kernel(cli, signed, key_files) -> None:
@@ -166,3 +215,165 @@ def test_wrong_key_and_tampered_refused_as_root(cli, signed, key_files, other_ke
     proc = cli("load", signed["tampered"], "--cert", key_files["cert"], "--run")
     assert proc.returncode in (1, 2) and "retval" not in proc.stdout
     assert_one_line_error(proc, proc.returncode)
+
+
+# ------------------------------------------------- every tamper case of issue 4, verify and load
+
+def _tamper_cases(source: Path, out: Path, key_pair, other_files, bad_cert_files, cert: Path):
+    """(name, file, cert, exit code, message) for each tamper case of issue 4 on *source*."""
+    import dataclasses
+
+    from sigbpf.artifact.format import Artifact, ExtensionSection
+    from sigbpf.sign.payload import SignatureLayout
+    from sigbpf.sign.pkcs7 import sign_detached
+    from sigbpf.sign.signed import SIGNATURE_SECTION, split_signed
+    from sign_support import swap_func_names
+
+    data = source.read_bytes()
+    unsigned, section = split_signed(Artifact.decode(data))
+    sig_ext = Artifact.decode(data).extensions[-1]
+
+    def write(name: str, payload: bytes) -> Path:
+        path = out / f"{source.name}.{name}"
+        path.write_bytes(payload)
+        return path
+
+    def changed(name: str, change) -> Path:
+        return write(name, change(unsigned).with_extension(sig_ext).encode())
+
+    def new_data(a):
+        maps = list(a.maps)
+        i = next(i for i, m in enumerate(maps) if m.initial_data)
+        maps[i] = dataclasses.replace(maps[i], initial_data=b"\x07" + maps[i].initial_data[1:])
+        return dataclasses.replace(a, maps=tuple(maps))
+
+    def new_insn(a):
+        prog = a.programs[0]
+        insns = list(prog.insns)
+        insns[0] = insns[0].replace(imm=insns[0].imm ^ 1)
+        return dataclasses.replace(a, programs=(dataclasses.replace(prog, insns=tuple(insns)),
+                                                *a.programs[1:]))
+
+    other_payload = sign_detached(b"another payload", key_pair.key, key_pair.cert)
+    if section.layout is SignatureLayout.INSNS:
+        resigned = dataclasses.replace(section, metadata_signature=other_payload)
+        other_what = "metadata signature does not match the signed bytes"
+    else:
+        resigned = dataclasses.replace(section, program_signatures=(other_payload,))
+        other_what = "program 0 'rcu_maps' signature does not match the signed bytes"
+    data_map = next(i for i, m in enumerate(unsigned.maps) if m.initial_data)
+    return [
+        ("renamed-kfunc", changed("renamed", lambda a: dataclasses.replace(
+            a, btf=swap_func_names(a.btf, "bpf_rcu_read_lock", "bpf_rcu_read_unlock"))),
+         cert, 1, "program BTF: changed since signing"),
+        ("map-data", changed("data", new_data), cert, 1,
+         f"map {data_map} '{unsigned.maps[data_map].name}' initial data: changed since signing"),
+        ("insn", changed("insn", new_insn), cert, 1,
+         "program 0 'rcu_maps' instructions: changed since signing"),
+        ("other-payload", write("other", unsigned.with_extension(
+            ExtensionSection(SIGNATURE_SECTION, resigned.encode())).encode()), cert, 1, other_what),
+        ("truncated", write("truncated", data[:-9]), cert, 2, "out of range"),
+        ("appended", write("appended", data + b"\0" * 8), cert, 2, "not in canonical form"),
+        ("wrong-key", source, other_files["cert"], 1, "made by another key"),
+        ("expired-cert", source, bad_cert_files["expired"]["cert"], 2, "certificate expired on"),
+        ("non-signing-cert", source, bad_cert_files["nonsigning"]["cert_der"], 2,
+         "not a signing certificate"),
+    ]
+
+
+@pytest.mark.parametrize("layout", ["insns", "insns+metadata"])
+def test_every_tamper_case_is_refused_by_verify_and_by_load(cli, signed, key_files, key_pair,
+                                                            other_key_files, bad_cert_files,
+                                                            tmp_path, layout) -> None:
+    """Issue 4's list (renamed FUNC in the program BTF, map initial data, a changed
+    instruction, a signature over another payload, truncating, appending, a wrong key, an
+    expired or non-signing certificate): `verify` and `load --cert` refuse each with the same
+    exit code and the same one-line message naming what does not match, and `load` stops
+    before the kernel (nothing on stdout: no resolution, no load)."""
+    cases = _tamper_cases(signed[layout], tmp_path, key_pair, other_key_files, bad_cert_files,
+                          key_files["cert"])
+    for name, path, cert, code, message in cases:
+        verify = cli("verify", path, "--cert", cert)
+        assert_one_line_error(verify, code, message)
+        load = cli("load", path, "--cert", cert, "--run", "--ctx", CTX)
+        assert_one_line_error(load, code, message)
+        assert load.stderr == verify.stderr, name
+        assert load.stdout == "", (name, load.stdout)
+        # Where the message is about the artifact, it names the file; about the cert, the cert.
+        where = str(cert) if name.endswith("-cert") else str(path)
+        assert where in load.stderr, (name, load.stderr)
+
+
+def test_dense_sample_of_byte_flips_through_the_load_and_verify_commands(signed, key_files,
+                                                                         tmp_path, capsys) -> None:
+    """Byte flips of a signed artifact through the commands themselves (in-process, the same
+    code path as `sigbpf load --cert` / `sigbpf verify`): every 4th byte (insns layout) or
+    every 8th (insns+metadata), alternately through `load` and `verify`
+    (test_sign_artifact.py flips every byte through the library).
+    Each is refused with one line and a non-zero exit, and `load` never gets to the kernel."""
+    from sigbpf.cli.main import main
+
+    cert = str(key_files["cert"])
+    for layout, step in (("insns", 4), ("insns+metadata", 8)):
+        data = signed[layout].read_bytes()
+        path = tmp_path / f"flipped.{layout}"
+        for n, i in enumerate(range(layout == "insns+metadata", len(data), step)):
+            bad = bytearray(data)
+            bad[i] ^= 0x01 if n % 3 else 0xFF
+            path.write_bytes(bytes(bad))
+            command = "load" if n % 2 == 0 else "verify"
+            code = main([command, str(path), "--cert", cert])
+            out, err = capsys.readouterr()
+            assert code in (1, 2), (layout, i, command, out)
+            assert err.startswith("sigbpf: error: ") and err.count("\n") == 1, (layout, i, err)
+            assert "Traceback" not in err
+            assert out == "", (layout, i, command, out)  # load: no resolution, nothing loaded
+
+
+def test_the_signature_covers_the_instructions_as_loaded_when_nothing_rewrites_them(
+        cli, bpf_object, key_files, tmp_path) -> None:
+    """Layout insns signs each program's instructions, insn_cnt * 8 bytes: what 6.18 checks.
+    A program without kfunc calls ('second') goes to BPF_PROG_LOAD exactly as signed, so no
+    note; one whose kfunc calls sigbpf resolves in userspace ('first', no native PROG_BTF
+    resolution here) is sent rewritten, and the output says so (FORMAT.md 5.5).  Both get the
+    kernel's EOPNOTSUPP here, each reported as a refusal."""
+    art = tmp_path / "two.sbpf"
+    assert cli("build", bpf_object("sign_two_progs"), "-o", art).returncode == 0
+    paths = sign_both_layouts(cli, art, key_files["key"], key_files["cert"])
+    proc = cli("load", paths["insns"], "--cert", key_files["cert"], "--keyring", "builtin", "--json")
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    differ = [n for n in report["signature"]["notes"] if "differ from the signed ones" in n]
+    assert len(differ) == 1 and differ[0].startswith("program 'first':"), report["signature"]
+    assert "rewritten by userspace resolution" in differ[0]
+    assert [p["loaded"] for p in report["programs"]] == [False, False]
+    assert all("cannot check BPF program signatures" in p["log"] for p in report["programs"])
+    assert "(and 1 more)" in proc.stderr
+
+
+def test_how_a_kernel_that_checks_signatures_refusal_is_worded() -> None:
+    """This kernel never gets that far (EOPNOTSUPP), so the wording of a signature refusal by a
+    kernel that checks them (verify_pkcs7_signature's errnos) is checked on the formatter: it
+    says the kernel refused the signature, what it checked, and what userspace had verified.
+    Without a signature, the same errno is reported as it is."""
+    import errno
+
+    from sigbpf.errors import KernelError
+    from sigbpf.kernel.loader import _refusal
+
+    for code, why in ((errno.EKEYREJECTED, "the signature does not match"),
+                      (errno.ENOKEY, "no key in that keyring matches the signer"),
+                      (errno.EBADMSG, "cannot parse the signature")):
+        err = KernelError(f"loading program 'p' (BPF_PROG_LOAD): {os.strerror(code)} "
+                          f"({errno.errorcode[code]})", errno=code)
+        text = _refusal(err, b"signature", -3)
+        assert text.startswith(str(err) + ": the kernel refused the program's signature (")
+        assert why in text and "against keyring_id -3" in text
+        assert "userspace had verified it over the instructions as signed" in text
+        assert _refusal(err, None, None) == str(err)
+    eopnotsupp = KernelError("loading program 'p' (BPF_PROG_LOAD): Operation not supported",
+                             errno=errno.EOPNOTSUPP)
+    assert "this kernel cannot check BPF program signatures" in _refusal(eopnotsupp, b"s", 0)
+    verifier = KernelError("loading program 'p' (BPF_PROG_LOAD): Invalid argument (EINVAL)",
+                           errno=errno.EINVAL, log="0: (85) call ...\ninvalid func unknown#1\n")
+    assert _refusal(verifier, b"s", 0) == str(verifier)  # a verifier EINVAL (with a log) is not a key

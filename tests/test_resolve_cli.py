@@ -300,6 +300,50 @@ def test_artifact_not_a_kfunc_and_flag(cli, art):
     assert code == 0 and out["ok"] is True and out["checks"]["kfunc"] == "off"
 
 
+def test_raw_seed_check_3_nameless_func_with_unvalidated_prog_btf(cli, raw):
+    # The seed's check 3, through the CLI: only reachable on program BTF that
+    # BPF_BTF_LOAD's checks were skipped for (--unvalidated-prog-btf).
+    p = prog_btf("bpf_rcu_read_lock", nameless=True)
+    ipath, bpath = raw([mov64_imm(0, 0), call3(p.funcs[""]), exit_()], p.raw)
+    code, out = run_json(cli, "--insns", ipath, "--prog-btf", bpath, "--unvalidated-prog-btf")
+    assert code == 1 and out["ok"] is False and out["errno"] == "EINVAL"
+    assert out["log"] == ["kfunc call insn 1: prog-BTF FUNC has no name"]
+    assert out["calls"] == [{"insn": 1, "name": "", "btf_id": None}]
+    text = cli("resolve", "--insns", ipath, "--prog-btf", bpath, "--unvalidated-prog-btf")
+    assert text.returncode == 1 and text.stderr == ""
+    assert "  kfunc call insn 1: prog-BTF FUNC has no name\n" in text.stdout
+    # a valid FUNC resolves the same with or without the flag
+    ipath, bpath = raw([call3(p.funcs["bpf_rcu_read_lock"]), exit_()], p.raw)
+    code, out = run_json(cli, "--insns", ipath, "--prog-btf", bpath, "--unvalidated-prog-btf")
+    assert code == 0 and out["calls"][0]["btf_id"] == libbpf_vmlinux().func_id("bpf_rcu_read_lock")
+    assert_one_line_error(cli("resolve", "--insns", ipath, "--unvalidated-prog-btf"), 2,
+                          "--unvalidated-prog-btf goes with --prog-btf")
+
+
+def test_digest_on_by_default_and_no_digest_turns_it_off(cli, raw, art):
+    p = prog_btf("bpf_rcu_read_lock")
+    ipath, bpath = raw([call3(p.funcs["bpf_rcu_read_lock"]), exit_()], p.raw)
+    code, out = run_json(cli, "--insns", ipath, "--prog-btf", bpath)
+    assert code == 0 and out["checks"]["digest"] == "on" and out["digest"]["after"] is not None
+    code, off = run_json(cli, "--insns", ipath, "--prog-btf", bpath, "--no-digest")
+    assert code == 0 and off["digest"] is None and off["checks"]["digest"] == "off"
+    assert set(off) == TOP_KEYS - {"excl_prog_hash"}
+    assert {k: off[k] for k in ("ok", "errno", "log", "calls")} == \
+        {k: out[k] for k in ("ok", "errno", "log", "calls")}
+    text = cli("resolve", "--insns", ipath, "--prog-btf", bpath, "--no-digest")
+    assert text.returncode == 0
+    assert "tag " not in text.stdout and "sha256" not in text.stdout
+    assert "excl_prog_hash" not in text.stdout
+    code, off = run_json(cli, art("kfunc_task"), "--no-digest")
+    assert code == 0 and off["programs"][0]["digest"] is None and "excl_prog_hash" not in off
+
+
+def test_an_elf_object_is_refused_with_a_hint(cli, bpf_object):
+    assert_one_line_error(cli("resolve", bpf_object("kfunc_task")), 2,
+                          "bad magic (not a sigbpf artifact; a BPF object (ELF): build it first "
+                          "with `sigbpf build`)")
+
+
 def test_nameless_func_is_refused_like_bpf_btf_load(cli, raw):
     # The seed's check 3 ("prog-BTF FUNC has no name") cannot fire in a real kernel:
     # BPF_BTF_LOAD already refuses the BTF ("[2] FUNC (anon) type_id=1 Invalid name",

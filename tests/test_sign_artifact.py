@@ -167,17 +167,35 @@ def test_signatures_made_by_openssl_are_accepted(tmp_path, signed, key_pair, key
 # ---------------------------------------------------------------------- tampering
 
 
+#: What a refusal of a tampered artifact says: the item, signature or place that does not match.
+NAMED = ("changed since signing", "does not match", "made by another key", "not covered by the",
+         "missing from the artifact", "not a signature in the kernel's PKCS#7 format",
+         "signature section", "not signed", "offset 0x")
+
+
+def assert_names_what(err: SigbpfError) -> None:
+    """One line, naming what does not match (an item, a signature, or a byte offset)."""
+    text = str(err)
+    assert "\n" not in text, text
+    assert any(words in text for words in NAMED), text
+
+
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda l: l.label)
 def test_every_single_byte_flip_of_a_small_signed_artifact_is_rejected(signed, key_pair, layout):
     data = signed["sign_two_progs", layout]
     verify_signed(data, key_pair.cert)
     masks = (0xFF, 0x01) if layout is SignatureLayout.INSNS else (0xFF,)
+    seen = set()
     for mask in masks:
         for i in range(len(data)):
             bad = bytearray(data)
             bad[i] ^= mask
-            with pytest.raises((SignatureError, FormatError)):
+            with pytest.raises((SignatureError, FormatError)) as info:
                 verify_signed(bytes(bad), key_pair.cert)
+            assert_names_what(info.value)
+            seen.add(type(info.value))
+    # Both kinds occur: signatures that do not hold (exit 1) and malformed files (exit 2).
+    assert SignatureError in seen and any(issubclass(t, FormatError) for t in seen), seen
 
 
 def test_dense_sample_of_byte_flips_of_a_large_signed_artifact(signed, key_pair):
@@ -189,8 +207,37 @@ def test_dense_sample_of_byte_flips_of_a_large_signed_artifact(signed, key_pair)
     for i in positions:
         bad = bytearray(data)
         bad[i] ^= 0x5A
-        with pytest.raises((SignatureError, FormatError)):
+        with pytest.raises((SignatureError, FormatError)) as info:
             verify_signed(bytes(bad), key_pair.cert)
+        assert_names_what(info.value)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda l: l.label)
+def test_a_changed_metadata_blob_is_named(signed, key_pair, layout):
+    """A digest changed inside the signed metadata blob (the artifact itself intact): the
+    signature over the blob fails, and the message says it is the blob that changed."""
+    data = signed["sign_two_progs", layout]
+    section = section_of(data)
+    meta = Metadata.decode(section.metadata_blob)
+    target = meta.find(ItemKind.MAP_DATA, 0) or meta.find(ItemKind.PROGRAM_BTF)
+    blob = bytearray(section.metadata_blob)
+    pos = bytes(blob).index(target.digest)
+    blob[pos] ^= 0x01
+    changed = dataclasses.replace(section, metadata_blob=bytes(blob))
+    rejected(replace_section(data, changed), key_pair.cert,
+             "metadata blob (signature section): changed since signing")
+    # Only the metadata signature changed (another payload, the right key): named as such.
+    from sigbpf.sign.pkcs7 import sign_detached
+
+    other = sign_detached(b"another payload", key_pair.key, key_pair.cert)
+    if layout is SignatureLayout.INSNS:
+        resigned = dataclasses.replace(section, metadata_signature=other)
+        rejected(replace_section(data, resigned), key_pair.cert,
+                 "metadata signature does not match the signed bytes")
+    else:
+        resigned = dataclasses.replace(section, program_signatures=(other,) + section.program_signatures[1:])
+        rejected(replace_section(data, resigned), key_pair.cert,
+                 "program 0 'first' signature does not match the signed bytes")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda l: l.label)

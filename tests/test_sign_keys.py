@@ -51,6 +51,68 @@ def test_keygen_writes_kernel_style_key_and_cert(cli, tmp_path):
     assert validity == dt.timedelta(days=30)
 
 
+# certs/default_x509.genkey of the kernel (module signing), with our common name: the
+# reference configuration for `openssl req -x509` in the test below.
+KERNEL_GENKEY = """\
+[ req ]
+default_bits = 4096
+distinguished_name = req_distinguished_name
+prompt = no
+string_mask = utf8only
+x509_extensions = myexts
+
+[ req_distinguished_name ]
+CN = {cn}
+
+[ myexts ]
+basicConstraints=critical,CA:FALSE
+keyUsage=digitalSignature
+subjectKeyIdentifier=hash
+authorityKeyIdentifier={aki}
+"""
+
+
+def test_keygen_certificate_matches_openssl_req_with_the_kernels_genkey(cli, tmp_path):
+    """The kernel makes its module-signing certificate with `openssl req -x509 -config
+    x509.genkey` (certs/Makefile).  Made from the same key, openssl's certificate and
+    keygen's carry the same extensions, byte for byte: basicConstraints critical CA:FALSE,
+    keyUsage digitalSignature (not critical), the same SKI (SHA-1 of the public key).
+    authorityKeyIdentifier=keyid: OpenSSL 3 leaves it out of a self-signed certificate,
+    OpenSSL 1.1 (and `keyid:always`) writes keyid = SKI, which is what keygen writes."""
+    from cryptography import x509
+
+    out = tmp_path / "k"
+    assert cli("keygen", "--out", out, "--bits", "2048", "--subject", "genkey check").returncode == 0
+    ours = x509.load_der_x509_certificate((out / keys.CERT_DER).read_bytes())
+    refs = {}
+    for aki in ("keyid", "keyid:always"):
+        config = tmp_path / f"x509-{aki.replace(':', '-')}.genkey"
+        config.write_text(KERNEL_GENKEY.format(cn="genkey check", aki=aki))
+        ref = tmp_path / f"ref-{aki.replace(':', '-')}.der"
+        proc = openssl("req", "-new", "-nodes", "-utf8", "-sha256", "-days", "36500", "-batch",
+                       "-x509", "-config", config, "-key", out / keys.KEY_PEM,
+                       "-outform", "DER", "-out", ref)
+        assert proc.returncode == 0, proc.stderr
+        refs[aki] = x509.load_der_x509_certificate(ref.read_bytes())
+
+    def extensions(cert):
+        return {e.oid.dotted_string: (e.critical, e.value.public_bytes()) for e in cert.extensions}
+
+    mine = extensions(ours)
+    assert mine == extensions(refs["keyid:always"])
+    plain = extensions(refs["keyid"])
+    aki_oid = x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER.dotted_string
+    assert {k: v for k, v in mine.items() if k != aki_oid} == \
+        {k: v for k, v in plain.items() if k != aki_oid}
+    assert aki_oid not in plain or plain[aki_oid] == mine[aki_oid]
+    aki = ours.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == keys.subject_key_identifier(ours)
+    assert aki.authority_cert_issuer is None and aki.authority_cert_serial_number is None
+    for ref in refs.values():
+        assert ref.subject == ours.subject == ours.issuer
+        assert ref.version == ours.version == x509.Version.v3
+
+
 def test_keygen_refuses_to_overwrite_and_bad_arguments(cli, tmp_path):
     out = tmp_path / "k"
     assert cli("keygen", "--out", out, "--bits", "2048").returncode == 0

@@ -13,7 +13,7 @@ from asn1crypto import cms
 
 from sigbpf.errors import FormatError, SignatureError
 from sigbpf.sign import pkcs7
-from sign_support import openssl
+from sign_support import openssl, sign_file
 
 pytest_plugins = ["sign_fixtures"]  # key pairs and key files
 
@@ -76,6 +76,53 @@ def test_sigbpf_accepts_openssl_signatures(tmp_path, payload_file, key_pair, key
     assert parsed.signature == ours.signature
     with pytest.raises(SignatureError, match="does not match the signed bytes"):
         pkcs7.verify_detached(sig.read_bytes(), PAYLOAD + b"x", key_pair.cert)
+
+
+@pytest.mark.parametrize("keyid", [False, True], ids=["issuer-serial", "keyid"])
+def test_sigbpf_accepts_the_kernels_sign_file_signatures(tmp_path, key_pair, key_files, keyid):
+    """The kernel's own tool, `scripts/sign-file -d sha256 [-k] KEY CERT FILE` (what signs
+    modules: CMS_NOCERTS|CMS_BINARY|CMS_DETACHED, no attributes), over the same payload."""
+    for cert in (key_files["cert"], key_files["cert_der"]):
+        sig = sign_file(PAYLOAD, key_files["key"], cert, tmp_path, keyid=keyid)
+        parsed = pkcs7.verify_detached(sig, PAYLOAD, key_pair.cert)
+        assert parsed.signer_kind is (pkcs7.SignerIdKind.SUBJECT_KEY_IDENTIFIER if keyid
+                                      else pkcs7.SignerIdKind.ISSUER_AND_SERIAL)
+        # The same RSA signature value as sigbpf's (PKCS#1 v1.5 over SHA-256 of the payload).
+        ours_der = pkcs7.sign_detached(PAYLOAD, key_pair.key, key_pair.cert)
+        ours = pkcs7.parse_signature(ours_der)
+        assert parsed.signature == ours.signature
+        if keyid:  # the same structure but for two NULL digest-algorithm parameters (FORMAT.md 5.2)
+            assert len(ours_der) == len(sig) + 4
+        with pytest.raises(SignatureError, match="does not match the signed bytes"):
+            pkcs7.verify_detached(sig, PAYLOAD[:-1], key_pair.cert)
+
+
+def test_the_kernels_rsa_accepts_sigbpf_signature_values(tmp_path, key_pair, key_files, kernel):
+    """The running kernel's asymmetric key (the certificate, added with add_key) checks the RSA
+    value of sigbpf's signature over SHA-256 of the payload: `keyctl pkey_verify ... enc=pkcs1
+    hash=sha256` (KEYCTL_PKEY_VERIFY), the primitive its PKCS#7 verification uses.  A changed
+    digest is refused (EKEYREJECTED).  (BPF_PROG_LOAD itself answers EOPNOTSUPP here.)"""
+    import hashlib
+    import shutil
+    import subprocess
+
+    keyctl = shutil.which("keyctl")
+    if keyctl is None:
+        pytest.fail("keyctl is not installed (scripts/deps.sh installs keyutils)")
+    value = pkcs7.parse_signature(pkcs7.sign_detached(PAYLOAD, key_pair.key, key_pair.cert)).signature
+    (tmp_path / "sig").write_bytes(value)
+    (tmp_path / "digest").write_bytes(hashlib.sha256(PAYLOAD).digest())
+    (tmp_path / "other").write_bytes(hashlib.sha256(PAYLOAD + b"x").digest())
+    script = (f'id=$({keyctl} padd asymmetric "" @s < "{key_files["cert_der"]}") || exit 9; '
+              f'{keyctl} pkey_verify "$id" 0 "{tmp_path / "digest"}" "{tmp_path / "sig"}" '
+              f'enc=pkcs1 hash=sha256 || exit 3; '
+              f'{keyctl} pkey_verify "$id" 0 "{tmp_path / "other"}" "{tmp_path / "sig"}" '
+              f'enc=pkcs1 hash=sha256 && exit 4; exit 0')
+    # A new anonymous session keyring: nothing is left in the caller's keyrings.
+    proc = subprocess.run([keyctl, "session", "-", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert "rejected" in proc.stderr.lower(), proc.stderr
 
 
 def test_openssl_signatures_outside_the_kernel_format_are_refused(tmp_path, payload_file, key_files):

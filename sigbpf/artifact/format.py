@@ -517,15 +517,20 @@ _ENTRY_SIZES: dict[SectionType, int] = {
 }
 
 
+def _bad_magic(data: bytes) -> ArtifactError:
+    hint = "; a BPF object (ELF): build it first with `sigbpf build`" if data[:4] == b"\x7fELF" else ""
+    return ArtifactError(f"bad magic (not a sigbpf artifact{hint})", offset=0)
+
+
 def _read_sections(data: bytes) -> list[_Section]:
     if data[:len(MAGIC)] != MAGIC[:min(len(data), len(MAGIC))] or not data:
-        raise ArtifactError("bad magic (not a sigbpf artifact)", offset=0)
+        raise _bad_magic(data)
     if len(data) < HEADER_SIZE:
         raise ArtifactError(f"truncated header ({len(data)} bytes, need {HEADER_SIZE})",
                             offset=len(data))
     magic, major, minor, header_size, nsec, table_off, flags, reserved = _HEADER.unpack_from(data)
     if magic != MAGIC:
-        raise ArtifactError("bad magic (not a sigbpf artifact)", offset=0)
+        raise _bad_magic(data)
     if major != VERSION_MAJOR:
         raise ArtifactError(f"unsupported format version {major}.{minor} "
                             f"(this reader knows {VERSION_MAJOR}.x)", offset=8)

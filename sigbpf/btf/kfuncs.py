@@ -136,18 +136,12 @@ def read_btf_ids(source: "str | os.PathLike[str] | bytes") -> tuple[bytes, str |
     name = os.fspath(source)
     data = read_file(name)
     if data[:4] == b"\x7fELF":
-        import io
+        from sigbpf.elf.reader import read_named_section
 
-        from elftools.common.exceptions import ELFError as _PyELFError
-        from elftools.elf.elffile import ELFFile
-
-        try:
-            sec = ELFFile(io.BytesIO(data)).get_section_by_name(".BTF_ids")
-        except (_PyELFError, struct.error, ValueError) as err:
-            raise BTFError(f"not a readable ELF file: {err}", file=name) from None
+        sec = read_named_section(data, ".BTF_ids", name)
         if sec is None:
             raise NotFoundError("no .BTF_ids section", file=name)
-        data = sec.data()
+        data = sec
     return data, name
 
 

@@ -22,19 +22,27 @@ kernel's messages:
   ARRAY elements sized and index a regular INT; VAR/params/return types
   sized; pointers and qualifiers to sized types, ``void``, FWD or FUNC_PROTO;
   DECL_TAG targets and component indexes; DATASEC entries;
-* "Loop detected": a cycle through qualifiers/typedefs and pointers only, or
-  through qualifiers/typedefs and structs/unions/arrays by value only (the
-  kernel resolves pointers and aggregates separately, so
-  ``struct list { struct list *next; }`` is fine).
+* the resolver's walk (``btf_check_all_types``/``btf_resolve``), modelled
+  step by step: types resolved in id order, each walk on a stack of at most
+  32 entries whose mode (pointer, or struct/array) decides which referenced
+  types it descends into -- "Loop detected" for a cycle it meets (through
+  qualifiers/typedefs and pointers, or by value through structs, unions and
+  arrays; ``struct list { struct list *next; }`` is fine) and "Exceeded max
+  resolving depth:32" for a longer chain of forward references, both at the
+  type the walk started from, as the kernel logs them.
 
 Deliberate differences, for what ELF objects legitimately contain before
 libbpf fixes it up for loading: FUNC linkage EXTERN (with unnamed parameters)
 and VAR linkage GLOBAL_EXTERN (possibly typeless, ``extern const void x __ksym``)
 are accepted, a DATASEC may list FUNCs (``.ksyms``), and a
 DATASEC of size 0 (clang writes sizes and offsets only at link time) has its
-offsets and sizes unchecked.  The kernel's resolve-depth limit (32 nested
-resolutions) is not modelled.  A differential fuzz test against BPF_BTF_LOAD
-(tests/test_btf_validate.py) keeps these the only differences.
+offsets and sizes unchecked.  One kernel quirk is approximated: a by-value
+cycle the kernel's walk does not see (a qualifier on it was resolved earlier
+in pointer mode) gets, as in the kernel, size 0 where the walk meets it, but
+sigbpf does not track which sizes the kernel has computed *so far*, so a
+member of such a cycle may be judged with its final size instead.
+Differential fuzz tests against BPF_BTF_LOAD (tests/test_btf_validate.py:
+mutated real BTF, and random type graphs) keep these the only differences.
 
 Every error names the type id and the byte offset of its record.
 """
@@ -74,7 +82,6 @@ _NO_VLEN = frozenset({INT, PTR, ARRAY, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, 
 # kinds whose kind_flag bit means something (TYPE_TAG/DECL_TAG: attribute tags, kernel >= 6.13)
 _KIND_FLAG_OK = frozenset({STRUCT, UNION, ENUM, ENUM64, FWD, DECL_TAG, TYPE_TAG})
 _QUALIFIERS = frozenset({CONST, VOLATILE, RESTRICT, TYPEDEF, TYPE_TAG})
-_AGGREGATES = frozenset({STRUCT, UNION, ARRAY})
 _HAS_SIZE = frozenset({INT, STRUCT, UNION, ENUM, ENUM64, DATASEC, FLOAT})
 _NOSIZE = frozenset({0, FWD, FUNC, FUNC_PROTO, DECL_TAG})  # btf_type_nosize (0: void)
 _SOURCE_ONLY = frozenset({VAR, DATASEC, DECL_TAG})  # btf_type_is_resolve_source_only
@@ -160,22 +167,46 @@ class _Checker:
         return found
 
     def id_size(self, type_id: int) -> int | None:
-        """btf_type_id_size: the size of *type_id* after qualifiers, None for types without one."""
+        """btf_type_id_size: the size of *type_id* after qualifiers, None for types without one.
+
+        Iterative along arrays and VARs (nelems multiply), so neither a long
+        chain nor a cycle (through qualifiers the kernel resolved in pointer
+        mode) can exhaust Python's stack: a cycle has size 0, as in the kernel.
+        """
         if type_id in self._sizes:
             return self._sizes[type_id]
-        size: int | None = None
+        count = 1
+        seen: set[int] = set()
         tid = self.resolve(type_id)
-        kind = self.kinds[tid] if tid <= self.max_id else 0
-        if kind in _HAS_SIZE:
-            size = self.size_type(tid)
-        elif kind == PTR:
-            size = _PTR_SIZE
-        elif kind == ARRAY:
-            w, o = self.words_of(tid)
-            elem = self.id_size(w[o + 3]) if w[o + 3] != tid else None
-            size = None if elem is None else elem * w[o + 5]
-        elif kind == VAR:
-            size = self.id_size(self.size_type(tid))
+        size: int | None = None
+        while True:
+            if tid in seen:
+                # A by-value cycle the kernel's resolver let through (a qualifier
+                # on it resolved in pointer mode): the kernel reads the size of the
+                # array it is still resolving, which is 0.
+                size = 0
+                break
+            seen.add(tid)
+            kind = self.kinds[tid] if tid <= self.max_id else 0
+            if tid != type_id and tid in self._sizes:
+                known = self._sizes[tid]
+                size = None if known is None else known * count
+                break
+            if kind in _HAS_SIZE:
+                size = self.size_type(tid) * count
+                break
+            if kind == PTR:
+                size = _PTR_SIZE * count
+                break
+            if kind == ARRAY:
+                w, o = self.words_of(tid)
+                count *= w[o + 5]
+                nxt = w[o + 3]
+            elif kind == VAR:
+                nxt = self.size_type(tid)
+            else:
+                break
+            tid = self.resolve(nxt)
         self._sizes[type_id] = size
         return size
 
@@ -210,7 +241,7 @@ def validate(btf: "BTF") -> None:
         c.type_id = btf.start_id + idx
         c.where = base + 4 * o
         _check_meta(c, w, o, infos[idx])
-    _check_loops(c, btf)
+    _check_resolve(c, btf)
     for idx, o in enumerate(offsets):
         c.type_id = btf.start_id + idx
         c.where = base + 4 * o
@@ -542,68 +573,105 @@ def _kind_name(kind: int) -> str:
     return "void" if kind == 0 else Kind(kind).name
 
 
-def _check_loops(c: _Checker, btf: "BTF") -> None:
-    """'Loop detected': cycles the kernel's resolver cannot get out of (see module docstring)."""
+MAX_RESOLVE_DEPTH = 32  # the kernel's resolver stack
+_NEEDS_RESOLVE = _MODIFIERS | {PTR, STRUCT, UNION, ARRAY, VAR, FUNC, DECL_TAG, DATASEC}  # btf_type_needs_resolve
+_TBD, _PTR_MODE, _AGG_MODE = range(3)  # RESOLVE_TBD, RESOLVE_PTR, RESOLVE_STRUCT_OR_ARRAY
+_NOT_VISITED, _VISITED, _RESOLVED = range(3)
+
+
+def _is_sink(mode: int, kind: int) -> bool:
+    """env_type_is_resolve_sink: a type the resolver does not descend into, in this mode."""
+    if mode == _TBD:
+        return kind not in _NEEDS_RESOLVE
+    if mode == _PTR_MODE:
+        return kind not in _MODIFIERS and kind != PTR
+    return kind not in _MODIFIERS and kind not in (ARRAY, STRUCT, UNION)
+
+
+def _resolve_refs(w, o: int, kind: int, vlen: int) -> "list[int] | memoryview":
+    """The ids the kernel's resolve step of this kind visits, in its order."""
+    if kind == STRUCT or kind == UNION:
+        return w[o + 4:o + 4 + 3 * vlen:3]
+    if kind == DATASEC:
+        return w[o + 3:o + 3 + 3 * vlen:3]
+    if kind == ARRAY:
+        return [w[o + 4], w[o + 3]]  # index type first, then the element type
+    if kind == FUNC:
+        return []  # btf_func_resolve pushes nothing
+    return [w[o + 2]]  # modifiers, PTR, VAR, DECL_TAG
+
+
+def _check_resolve(c: _Checker, btf: "BTF") -> None:
+    """btf_check_all_types' resolver walk: "Loop detected", "Exceeded max resolving depth:32".
+
+    The kernel resolves the types in id order; a type that needs resolving
+    starts a depth-first walk on a stack of at most MAX_RESOLVE_DEPTH entries,
+    which descends into referenced types that are neither resolved nor, in
+    the walk's mode (set by the first PTR, or STRUCT/UNION/ARRAY, pushed),
+    sinks.  Pushing a type already on the walk is a loop; a 33rd entry is too
+    deep.  Either is reported at the type the walk started from, as the
+    kernel's log does.  Only the walk is modelled here: what the resolve steps
+    check about members, elements and sizes is in :func:`_check_refs`.
+    """
     start = btf.start_id
-    kinds = btf.kinds()
-    n = len(kinds)
+    kinds = c.kinds
+    max_id = c.max_id
     words = btf._words
     offsets = btf._offsets
-    # Pointer mode: a functional graph over qualifiers and pointers.
-    ptr_kinds = _QUALIFIERS | {PTR}
-    state = bytearray(n)  # 0 new, 1 on the current path, 2 done
-    for idx in range(n):
-        if state[idx] or kinds[idx] not in ptr_kinds:
+    infos = btf._infos
+    state = bytearray(len(infos))
+    for root_idx, info in enumerate(infos):
+        if state[root_idx] == _RESOLVED:
             continue
-        path = []
-        i = idx
-        while 0 <= i < n and not state[i] and kinds[i] in ptr_kinds:
-            state[i] = 1
-            path.append(i)
-            i = words[offsets[i] + 2] - start
-        if 0 <= i < n and state[i] == 1:
-            _loop(c, btf, start + i)
-        for j in path:
-            state[j] = 2
-    # Aggregate mode: qualifiers, arrays, structs and unions by value.
-    agg_kinds = _QUALIFIERS | _AGGREGATES
-    state = bytearray(n)
-    for root in range(n):
-        if state[root] or kinds[root] not in agg_kinds:
-            continue
-        stack = [(root, iter(_value_refs(btf, start + root)))]
-        state[root] = 1
-        while stack:
-            i, it = stack[-1]
-            for nxt in it:
-                j = nxt - start
-                if not 0 <= j < n or kinds[j] not in agg_kinds or state[j] == 2:
-                    continue
-                if state[j] == 1:
-                    _loop(c, btf, nxt)
-                state[j] = 1
-                stack.append((j, iter(_value_refs(btf, nxt))))
+        kind = (info >> 24) & 0x1F
+        if kind == FUNC:  # a walk from a FUNC pushes nothing more: resolved at once
+            state[root_idx] = _RESOLVED
+        elif kind in _NEEDS_RESOLVE:
+            _resolve_from(c, btf, start + root_idx, state, kinds, max_id, words, offsets, infos)
+
+
+def _resolve_from(c: _Checker, btf: "BTF", root: int, state: bytearray, kinds: bytes, max_id: int,
+                  words, offsets: list[int], infos: list[int]) -> None:
+    """btf_resolve(): one walk from *root*."""
+    start = btf.start_id
+    mode = _TBD
+    stack: list[int] = []  # own indexes of the types on the walk
+
+    def push(type_id: int) -> None:  # env_stack_push
+        nonlocal mode
+        if len(stack) == MAX_RESOLVE_DEPTH:
+            _fail_at(c, btf, root, f"Exceeded max resolving depth:{MAX_RESOLVE_DEPTH}")
+        idx = type_id - start
+        if idx < 0 or state[idx] != _NOT_VISITED:
+            _fail_at(c, btf, root, "Loop detected")
+        state[idx] = _VISITED
+        stack.append(idx)
+        if mode == _TBD:
+            kind = kinds[type_id]
+            if kind == PTR:
+                mode = _PTR_MODE
+            elif kind in (STRUCT, UNION, ARRAY):
+                mode = _AGG_MODE
+
+    push(root)
+    while stack:
+        idx = stack[-1]
+        info = infos[idx]
+        kind = (info >> 24) & 0x1F
+        for ref in _resolve_refs(words, offsets[idx], kind, info & 0xFFFF):
+            if (start <= ref <= max_id and state[ref - start] != _RESOLVED
+                    and not _is_sink(mode, kinds[ref])):
+                push(ref)
                 break
-            else:
-                state[i] = 2
-                stack.pop()
-
-
-def _value_refs(btf: "BTF", type_id: int) -> list[int]:
-    """Types that *type_id* contains by value: members, array element, qualified type."""
-    w = btf._words
-    idx = type_id - btf.start_id
-    o = btf._offsets[idx]
-    info = btf._infos[idx]
-    kind = (info >> 24) & 0x1F
-    if kind == STRUCT or kind == UNION:
-        return list(w[o + 4:o + 4 + 3 * (info & 0xFFFF):3])
-    if kind == ARRAY:
-        return [w[o + 3]]
-    return [w[o + 2]]  # qualifiers
-
-
-def _loop(c: _Checker, btf: "BTF", type_id: int) -> None:
-    c.type_id = type_id
-    c.where = btf.record_offset(type_id)
-    c.fail("Loop detected")
+        else:
+            # btf_ptr_resolve / btf_var_resolve: a modifier resolved earlier (in
+            # struct mode, where it stopped at a pointer) is followed to that pointer.
+            nxt = words[offsets[idx] + 2]
+            if kind in (PTR, VAR) and nxt <= max_id and kinds[nxt] in _MODIFIERS:
+                rid = c.resolve(nxt)
+                if (rid >= start and kinds[rid] == PTR and not _is_sink(mode, PTR)
+                        and state[rid - start] != _RESOLVED):
+                    push(rid)
+                    continue
+            state[idx] = _RESOLVED
+            stack.pop()

@@ -7,10 +7,11 @@
 ``--module`` and ``--btf-ids`` belong to the ``--btf`` they follow (module
 BTF is split BTF on that kernel's vmlinux).  The same checks as ``sigbpf
 resolve`` (switch them off with ``--no-proto-check``, ``--no-kfunc-check``,
-``--no-module-check``), shown as a matrix: one row per kfunc, one column per
-kernel, each cell saying whether the name resolves (and to which id), whether
-the prototype is compatible (and strict differences), whether it is a kfunc
-(or unknown), and which modules also define it.
+``--no-module-check``; ``--no-digest``: each program's ``"digest"`` is null),
+shown as a matrix: one row per kfunc, one column per kernel, each cell
+saying whether the name resolves (and to which id), whether the prototype is
+compatible (and strict differences), whether it is a kfunc (or unknown), and
+which modules also define it.
 
 JSON::
 
@@ -65,7 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="module BTF split on the preceding --btf (repeatable)")
     parser.add_argument("--btf-ids", metavar="FILE", action=_AddToKernel, dest="btf_ids",
                         help="the preceding --btf kernel's .BTF_ids section (untagged kernels)")
-    add_check_flags(parser)
+    add_check_flags(parser, digest=True)
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     targets = [KernelTarget.load(k.btf, k.modules, k.btf_ids, kfunc_set=args.kfunc_check)
                for k in args.kernels]
     options = CheckOptions(prototype=args.proto_check, kfunc=args.kfunc_check,
-                           module=args.module_check)
+                           module=args.module_check, digest=args.digest)
     matrix = check_matrix(subject, targets, options)
     if args.json:
         emit_json(_as_json(matrix, targets))

@@ -9,6 +9,17 @@
 An object (ELF) is first built into an artifact in memory, as ``sigbpf
 build`` would.  The loader probes whether the kernel resolves ``src_reg 3``
 kfunc calls itself and says which path ran (``resolution``).
+``--resolution kernel|userspace`` forces a path.  Forcing ``kernel`` on a
+kernel without the seed's pass (6.18 here) hands it the ``src_reg 3`` calls
+anyway: the text output shows the probe's answer next to the forced path,
+and each program with such a call is refused with the verifier's "BPF_CALL
+uses reserved fields" and an error line saying that this kernel does not
+resolve them itself (exit 1); programs without kfunc calls load unchanged.
+
+Before the kernel sees a program, the seed's pass and sigbpf's checks run
+as in ``sigbpf resolve`` (``--no-proto-check``, ``--no-kfunc-check``,
+``--no-module-check``; the module check reads the loaded modules' BTF from
+/sys/kernel/btf); warnings are printed as notes, errors refuse the program.
 
 Signed artifacts: with ``--cert`` the signature is verified in userspace
 *before anything reaches the kernel*; a bad signature stops here (exit 1).
@@ -20,7 +31,8 @@ when the instructions as loaded differ from the signed ones (userspace
 resolution, weak kfunc binding); the output then says so in a note
 (docs/FORMAT.md 5.5).  A kernel that cannot
 check signatures (6.18 here: EOPNOTSUPP) is a refusal with a message saying
-so and that userspace verified the signature, never a silent success.
+so and that userspace verified the signature, never a silent success (exit
+1); so is a ``keyring_id`` that names no key or keyring (EINVAL, no log).
 
 JSON (``--json``)::
 
@@ -33,6 +45,11 @@ JSON (``--json``)::
 resolution pass's and sigbpf's check lines when refused before the kernel);
 a kfunc's ``btf_id`` is its id in the running kernel's BTF, 0 when the kernel
 lacks it (a weak kfunc is then bound away; a strong one refuses the program).
+A signed artifact adds ``"signature"``: with ``--cert``, what ``verify --json``
+says (``"verified": true, "verified_by": "userspace"``, layout, signer, ...)
+plus ``"passed_to_kernel"``, ``"keyring_id"`` and ``"notes"``; without it,
+``{"verified": false, "notes": [...]}``.  (When the signature does not verify,
+nothing is loaded and no JSON is printed: one error line, exit 1.)
 
 Exit status: 0 every program loaded (and ran), 1 the kernel (or a check, or
 a signature) refused, 2 bad input or usage.
@@ -64,7 +81,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="verify the artifact's signature with this certificate (PEM or DER) "
                              "before loading")
     parser.add_argument("--keyring", metavar="session|builtin|ID",
-                        help="also pass the signatures to the kernel, checked against this keyring")
+                        help="also pass the signatures to BPF_PROG_LOAD, for the kernel to check "
+                             "against this keyring (session: the certificate is added to the "
+                             "session keyring first); a kernel that cannot check signatures "
+                             "(EOPNOTSUPP) or finds no such keyring (EINVAL) is exit 1, saying "
+                             "that userspace verified the signature")
     parser.add_argument("--resolution", choices=("auto", "kernel", "userspace"), default="auto",
                         help="who resolves src_reg 3 kfunc calls (default: probe the kernel)")
     add_check_flags(parser)
@@ -81,34 +102,45 @@ def run(args: argparse.Namespace) -> int:
         ctx = bytes.fromhex(args.ctx)
     except ValueError:
         raise UsageError(f"--ctx {args.ctx!r} is not hex bytes") from None
+    if args.ctx and not args.run:
+        raise UsageError("--ctx goes with --run (the context is for BPF_PROG_RUN)")
     if args.keyring is not None and args.cert is None:
         raise UsageError("--keyring needs --cert (the signature is verified in userspace first)")
     data = read_input(args.input)
     signatures: dict[str, bytes] | None = None
     verified_note = None
+    signature_doc: dict[str, object] | None = None  # the JSON "signature" object
     if args.cert is not None:
-        artifact, signatures, verified_note = _verify_signed(data, args.input, args.cert,
-                                                             args.keyring is not None)
+        artifact, signatures, verified_note, signature_doc = _verify_signed(
+            data, args.input, args.cert, args.keyring is not None)
     else:
         artifact = _artifact_from_input(data, args.input)
         if _is_signed(artifact):
             verified_note = ("the artifact is signed, but its signature was NOT verified "
                              "(give --cert CERT to verify it before loading)")
+            signature_doc = {"verified": False}
 
     keyring_id = None
     key_serial = None
     if args.keyring is not None:
         keyring_id, key_serial = _prepare_keyring(args.keyring, args.cert)
+        verified_note += f"; passed to BPF_PROG_LOAD with keyring_id {keyring_id}"
+        signature_doc.update(passed_to_kernel=True, keyring_id=keyring_id)
+        if key_serial is not None:
+            verified_note += (f" (the certificate added to the session keyring as asymmetric "
+                              f"key {key_serial}, removed after loading)")
     elif signatures is not None:
         signatures = None  # verified in userspace only; nothing signed goes to the kernel
         verified_note += "; not passed to the kernel (no --keyring)"
+        signature_doc.update(passed_to_kernel=False, keyring_id=None)
     options = CheckOptions(prototype=args.proto_check, kfunc=args.kfunc_check,
                            module=args.module_check)
     try:
         try:
             loaded = load_artifact(artifact, run=args.run, ctx=ctx,
                                    resolution=None if args.resolution == "auto" else args.resolution,
-                                   signatures=signatures, keyring_id=keyring_id, checks=options)
+                                   signatures=signatures, keyring_id=keyring_id, checks=options,
+                                   file=args.input)
         except KernelError as err:
             if err.log and not args.json:
                 print(f"kernel log:\n{err.log.rstrip()}")
@@ -123,7 +155,12 @@ def run(args: argparse.Namespace) -> int:
         if verified_note:
             report.notes.insert(0, verified_note)
         if args.json:
-            emit_json(report.as_json())
+            doc = report.as_json()
+            if signature_doc is not None:
+                signature_doc["notes"] = [n for n in report.notes if n == verified_note
+                                          or "differ from the signed ones" in n]
+                doc["signature"] = signature_doc
+            emit_json(doc)
         else:
             _print_text(report, args.run)
         failures = [p for p in report.programs if not p.loaded or p.error]
@@ -155,9 +192,10 @@ def _is_signed(artifact: "Artifact") -> bool:
     return any(SIGNATURE_FIRST <= ext.type <= SIGNATURE_LAST for ext in artifact.extensions)
 
 
-def _verify_signed(data: bytes, path: str, cert_path: str,
-                   to_kernel: bool) -> tuple["Artifact", dict[str, bytes], str]:
-    """Verify a signed artifact in userspace: (artifact, per-program signatures, note).
+def _verify_signed(data: bytes, path: str, cert_path: str, to_kernel: bool
+                   ) -> tuple["Artifact", dict[str, bytes], str, dict[str, object]]:
+    """Verify a signed artifact in userspace: (artifact, per-program signatures, note, the
+    JSON "signature" object: what ``verify --json`` says).
 
     With *to_kernel* (``--keyring``) the signatures must be of a layout the
     kernel checks (``insns``); ``insns+metadata`` is refused as a usage error.
@@ -176,7 +214,8 @@ def _verify_signed(data: bytes, path: str, cert_path: str,
                          f"is not one a kernel checks (6.18 checks the instructions only); "
                          f"load without --keyring (verified in userspace) or sign with --layout insns")
     return (verified.artifact, signatures,
-            f"signature verified in userspace with {cert_path} ({verified.describe()})")
+            f"signature verified in userspace with {cert_path} ({verified.describe()})",
+            verified.signatures.as_json())
 
 
 def _prepare_keyring(spec: str, cert_path: str) -> tuple[int, int | None]:

@@ -8,7 +8,11 @@
 options: ``--module FILE`` (repeatable; split BTF on the ``--btf`` kernel),
 ``--btf-ids FILE`` (the vmlinux ELF's ``.BTF_ids`` section, for kernels whose
 BTF has no ``bpf_kfunc`` tags), ``--no-proto-check``, ``--no-kfunc-check``,
-``--no-module-check``.
+``--no-module-check``, ``--no-digest`` (no tag/SHA-256 report: ``"digest"``
+is null and ``"excl_prog_hash"`` absent), ``--unvalidated-prog-btf`` (with
+``--insns``: take ``--prog-btf`` as given, without ``BPF_BTF_LOAD``'s checks,
+so that the pass's own checks see what a kernel never would, e.g. the seed's
+check 3, a FUNC without a name).
 
 JSON::
 
@@ -16,7 +20,12 @@ JSON::
      "calls": [{"insn": int, "name": str, "btf_id": int|null}],
      "findings": [...], "digest": {...},           # raw input: one program
      "programs": [{"name": ..., same fields}],     # artifacts: per program
-     "checks": {...}, "btf": path}
+     "checks": {...}, "excl_prog_hash": {...}, "btf": path}
+
+``errno`` is the seed's (EINVAL, ENOENT) when its pass rejects; when a check
+beyond the seed rejects, the errno the kernel would answer later: EINVAL for
+an incompatible prototype, EACCES for a FUNC that is not a kfunc (the
+verifier's "calling kernel function %s is not allowed").
 
 Exit status: 0 every program resolves and passes the checks, 1 a program is
 rejected (by the seed's rules or by a check), 2 bad input.
@@ -29,27 +38,37 @@ import argparse
 from sigbpf.btf.spec import VMLINUX_PATH
 
 
-def add_check_flags(parser: argparse.ArgumentParser) -> None:
-    """The three ``--no-*-check`` switches, shared with ``sigbpf check``."""
+def add_check_flags(parser: argparse.ArgumentParser, *, digest: bool = False) -> None:
+    """The three ``--no-*-check`` switches, shared with ``sigbpf check`` and ``sigbpf load``.
+
+    With *digest* also ``--no-digest`` (the commands that report digests: resolve, check).
+    """
     parser.add_argument("--no-proto-check", dest="proto_check", action="store_false",
                         help="do not compare the program-BTF prototype with the kernel's")
     parser.add_argument("--no-kfunc-check", dest="kfunc_check", action="store_false",
                         help="do not check that each resolved FUNC is a kfunc")
     parser.add_argument("--no-module-check", dest="module_check", action="store_false",
                         help="do not report kfunc names that a module also defines")
+    if digest:
+        parser.add_argument("--no-digest", dest="digest", action="store_false",
+                            help="do not report the program tag / SHA-256 before and after "
+                                 "resolution")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("artifact", nargs="?", metavar="ARTIFACT", help="a portable artifact")
     parser.add_argument("--insns", metavar="FILE", help="raw instructions (8 bytes each)")
     parser.add_argument("--prog-btf", metavar="FILE", help="raw program BTF (with --insns)")
+    parser.add_argument("--unvalidated-prog-btf", action="store_true",
+                        help="with --prog-btf: skip BPF_BTF_LOAD's checks of the program BTF "
+                             "(a kernel never gets such BTF; shows the pass's own checks)")
     parser.add_argument("--btf", metavar="VMLINUX", default=VMLINUX_PATH,
                         help=f"the kernel's vmlinux BTF (default {VMLINUX_PATH})")
     parser.add_argument("--module", metavar="FILE", action="append", default=[],
                         help="module BTF, split on --btf (repeatable)")
     parser.add_argument("--btf-ids", metavar="FILE", action="append", default=[],
                         help="the kernel's .BTF_ids section: kfunc sets of untagged kernels")
-    add_check_flags(parser)
+    add_check_flags(parser, digest=True)
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -65,27 +84,30 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give either ARTIFACT or --insns FILE")
     if args.prog_btf is not None and args.insns is None:
         raise UsageError("--prog-btf goes with --insns")
+    if args.unvalidated_prog_btf and args.prog_btf is None:
+        raise UsageError("--unvalidated-prog-btf goes with --prog-btf")
     if args.artifact is not None:
         subject = Subject.from_artifact(read_input(args.artifact), args.artifact)
     else:
         subject = Subject.from_raw(
             read_input(args.insns), args.insns,
-            read_input(args.prog_btf) if args.prog_btf is not None else None, args.prog_btf)
+            read_input(args.prog_btf) if args.prog_btf is not None else None, args.prog_btf,
+            validate=not args.unvalidated_prog_btf)
     target = KernelTarget.load(args.btf, args.module, args.btf_ids, kfunc_set=args.kfunc_check)
     options = CheckOptions(prototype=args.proto_check, kfunc=args.kfunc_check,
-                           module=args.module_check)
+                           module=args.module_check, digest=args.digest)
     reports = [analyze_bound(b, subject.prog_btf, target.vmlinux, modules=target.modules,
                              kfunc_set=target.kfunc_set, options=options)
                for b in subject.bind(target.vmlinux)]
     ok = all(r.ok for r in reports)
     if args.json:
-        emit_json(_as_json(reports, subject.is_artifact, args.btf))
+        emit_json(_as_json(reports, subject.is_artifact, args.btf, args.digest))
     else:
-        _print_text(reports, args.btf)
+        _print_text(reports, args.btf, args.digest)
     return 0 if ok else 1
 
 
-def _as_json(reports: list, is_artifact: bool, btf: str) -> dict[str, object]:
+def _as_json(reports: list, is_artifact: bool, btf: str, digest: bool) -> dict[str, object]:
     from sigbpf.resolve.report import EXCL_PROG_HASH, EXCL_PROG_HASH_REASON
 
     if not is_artifact:
@@ -103,12 +125,13 @@ def _as_json(reports: list, is_artifact: bool, btf: str) -> dict[str, object]:
             "programs": [r.as_json() for r in reports],
         }
     out["checks"] = reports[0].checks if reports else {}
-    out["excl_prog_hash"] = {"compares": EXCL_PROG_HASH, "why": EXCL_PROG_HASH_REASON}
+    if digest:
+        out["excl_prog_hash"] = {"compares": EXCL_PROG_HASH, "why": EXCL_PROG_HASH_REASON}
     out["btf"] = btf
     return out
 
 
-def _print_text(reports: list, btf: str) -> None:
+def _print_text(reports: list, btf: str, digest: bool) -> None:
     from sigbpf.resolve.report import EXCL_PROG_HASH_REASON
 
     for r in reports:
@@ -130,9 +153,12 @@ def _print_text(reports: list, btf: str) -> None:
                 print(f"      kernel:  {f.prototypes[1]}")
             for d in f.detail:
                 print(f"      {d}")
+        if r.before is None:
+            continue
         after = r.after.tag.hex() if r.after else "-"
         print(f"  tag     before {r.before.tag.hex()}  after {after}")
         after = r.after.sha256.hex() if r.after else "-"
         print(f"  sha256  before {r.before.sha256.hex()}")
         print(f"          after  {after}")
-    print(f"excl_prog_hash: compare with the digest after resolution: {EXCL_PROG_HASH_REASON}")
+    if digest:
+        print(f"excl_prog_hash: compare with the digest after resolution: {EXCL_PROG_HASH_REASON}")

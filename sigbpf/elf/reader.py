@@ -119,6 +119,34 @@ def read_elf(data: bytes, file: str | None = None) -> ElfFile:
                        file=file) from None
 
 
+def read_named_section(data: bytes, name: str, file: str | None = None) -> bytes | None:
+    """The contents of section *name* of any ELF file, or None if it has none.
+
+    Unlike :func:`read_elf` this takes any ELF file, not only BPF objects:
+    ``.BTF`` of a clang object, ``.BTF_ids`` of a vmlinux.  Malformed bytes
+    are the same one-line :class:`ELFError` as there, never another exception.
+    """
+    data = bytes(data)
+    if data[:4] != ELF_MAGIC:
+        raise ELFError("not an ELF file", file=file)
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        sec = ELFFile(io.BytesIO(data)).get_section_by_name(name)
+        if sec is None:
+            return None
+        if sec["sh_type"] == "SHT_NOBITS":
+            return b""
+        offset, size = int(sec["sh_offset"]), int(sec["sh_size"])
+    except _pyelftools_failures() as err:
+        raise ELFError(f"truncated or malformed ELF ({type(err).__name__}: {_short(err)})",
+                       file=file) from None
+    if offset + size > len(data):
+        raise ELFError(f"section {name} extends past the end of the file "
+                       f"({offset}+{size} > {len(data)} bytes; truncated?)", file=file, offset=offset)
+    return data[offset:offset + size]
+
+
 def _short(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return text[:120] if text else "no details"

@@ -11,7 +11,8 @@
    first binds kfunc addresses and absent weak kfuncs
    (:mod:`sigbpf.resolve.binding`), then
    runs :func:`sigbpf.resolve.report.analyze` (the seed's pass plus sigbpf's
-   prototype and is-it-a-kfunc checks): a program it rejects never reaches
+   prototype, is-it-a-kfunc and module checks, the last against the loaded
+   modules' BTF in /sys/kernel/btf): a program it rejects never reaches
    the kernel, in either path.
 2. **Program BTF** (``BPF_BTF_LOAD``): maps, func_info, line_info and CO-RE
    relocations refer to it; the kernel applies CO-RE itself from ``core_relos``.
@@ -47,8 +48,10 @@ from sigbpf.kernel.syscall import Fd
 
 if TYPE_CHECKING:  # pragma: no cover
     from sigbpf.artifact.format import Artifact, Program
+    from sigbpf.asm import Instruction
     from sigbpf.btf import BTF
     from sigbpf.resolve.kfunc_check import KfuncSet
+    from sigbpf.resolve.modules import ModuleBTF
     from sigbpf.resolve.report import CheckOptions
 
 
@@ -134,13 +137,18 @@ def load_artifact(
     signatures: Mapping[str, bytes] | None = None,
     keyring_id: int | None = None,
     checks: "CheckOptions | None" = None,
+    modules: "Sequence[ModuleBTF] | None" = None,
+    file: str | None = None,
 ) -> LoadedArtifact:
     """Load every program of *artifact* (see the module docstring for the steps).
 
     *resolution* forces a path (None: probe).  *signatures* maps program
     names to PKCS#7 signatures passed with ``keyring_id`` (None: no
     signature goes to the kernel).  *checks* selects sigbpf's checks beyond
-    the seed (default: all on); a program they reject is not loaded.  Errors
+    the seed (default: all on); a program they reject is not loaded.  The module
+    check looks at *modules* (None: the running kernel's, /sys/kernel/btf/<module>)
+    and reports a kfunc name a module also defines in the notes (the call stays
+    pinned to vmlinux: ``off`` 0).  *file* names the artifact in errors.  Errors
     that stop everything (BTF or map refused, bad artifact) raise; each
     program's refusal is in the report.
     """
@@ -153,6 +161,13 @@ def load_artifact(
     else:
         path = Resolution(resolution)
         detail = f"resolution forced to {path.value}"
+        if path is Resolution.KERNEL:
+            # Say what the kernel would have answered: the probe's verdict goes with the report.
+            try:
+                probe = kernel_resolves_prog_btf()
+                detail += f"; the probe says: {probe.detail}"
+            except KernelError as err:
+                detail += f"; the probe could not run: {err.message}"
     if vmlinux is None:
         from sigbpf.btf import BTF
 
@@ -167,10 +182,15 @@ def load_artifact(
         kfunc_set = KfuncSet.for_kernel(vmlinux, ())
     bindings = lookup_kfuncs(artifact, vmlinux)
     report = LoadReport(path, detail, kfuncs=bindings)
+    if options.module and modules is None:
+        from sigbpf.kernel.btf import running_module_btfs
+
+        modules, problems = running_module_btfs(vmlinux)
+        report.notes.extend(f"module check: {p} (left out)" for p in problems)
     loaded = LoadedArtifact(report)
     try:
         _load_into(loaded, artifact, path, vmlinux, bindings, kfunc_set, options, run, ctx,
-                   signatures, keyring_id)
+                   signatures, keyring_id, tuple(modules or ()), file)
     except BaseException:
         loaded.close()
         raise
@@ -180,21 +200,23 @@ def load_artifact(
 def _load_into(loaded: LoadedArtifact, artifact: "Artifact", path: Resolution, vmlinux: "BTF",
                bindings: Sequence[KfuncBinding], kfunc_set: "KfuncSet | None",
                options: "CheckOptions", run: bool, ctx: bytes,
-               signatures: Mapping[str, bytes] | None, keyring_id: int | None) -> None:
+               signatures: Mapping[str, bytes] | None, keyring_id: int | None,
+               modules: tuple["ModuleBTF", ...] = (), file: str | None = None) -> None:
     from sigbpf.kernel.btf import load_btf
 
     prog_btf = None
     if artifact.btf:
         from sigbpf.btf import BTF
 
-        prog_btf = BTF.parse(artifact.btf, file="program BTF")
+        prog_btf = BTF.parse(artifact.btf,
+                             file=f"{file}: program BTF" if file else "program BTF")
         loaded.btf_fd = load_btf(artifact.btf, what="the artifact's program BTF")
     _create_maps(loaded, artifact)
     fd_array = tuple(fd.fileno() for fd in loaded.map_fds)
     for program in artifact.programs:
         signature = signatures.get(program.name) if signatures is not None else None
         outcome = _load_program(loaded, program, path, prog_btf, vmlinux, bindings, kfunc_set,
-                                options, fd_array, run, ctx, signature, keyring_id)
+                                options, fd_array, run, ctx, signature, keyring_id, modules)
         loaded.report.programs.append(outcome)
 
 
@@ -239,7 +261,7 @@ def _load_program(loaded: LoadedArtifact, program: "Program", path: Resolution,
                   prog_btf: "BTF | None", vmlinux: "BTF", bindings: Sequence[KfuncBinding],
                   kfunc_set: "KfuncSet | None", options: "CheckOptions",
                   fd_array: tuple[int, ...], run: bool, ctx: bytes, signature: bytes | None,
-                  keyring_id: int | None) -> ProgramOutcome:
+                  keyring_id: int | None, modules: tuple["ModuleBTF", ...] = ()) -> ProgramOutcome:
     from sigbpf.asm import Instruction
     from sigbpf.kernel.program import ProgLoad, load_program
     from sigbpf.resolve.report import analyze
@@ -251,10 +273,10 @@ def _load_program(loaded: LoadedArtifact, program: "Program", path: Resolution,
         return ProgramOutcome(program.name, False, log=log + "\n",
                               error=f"program {program.name!r}: {err}", errno=err.errno,
                               refused_by="sigbpf")
-    # The seed's pass and sigbpf's checks (prototype, is-it-a-kfunc) run in both paths:
+    # The seed's pass and sigbpf's checks (prototype, is-it-a-kfunc, module) run in both paths:
     # in the kernel path as a pre-flight check, in the userspace path to rewrite the calls.
     report = analyze(insns, prog_btf, vmlinux, name=program.name, kfunc_set=kfunc_set,
-                     options=options)
+                     options=options, modules=modules)
     if not report.ok:
         if not report.resolution.ok:
             reason = report.resolution.log[-1]
@@ -287,7 +309,9 @@ def _load_program(loaded: LoadedArtifact, program: "Program", path: Resolution,
     try:
         fd = load_program(req)
     except KernelError as err:
-        message = _refusal(err, signature)
+        message = _refusal(err, signature, keyring_id)
+        if path is Resolution.KERNEL:
+            message += _not_native_hint(err, insns)
         return ProgramOutcome(program.name, False, log=err.log or message + "\n", error=message,
                               errno=err.errno, refused_by="kernel")
     loaded.prog_fds[program.name] = fd
@@ -311,6 +335,18 @@ def _load_program(loaded: LoadedArtifact, program: "Program", path: Resolution,
     return ProgramOutcome(program.name, True, retval=result.retval, ran=True)
 
 
+def _not_native_hint(err: KernelError, insns: Sequence["Instruction"]) -> str:
+    """Why a forced ``--resolution kernel`` load fails on a kernel without the seed's pass."""
+    from sigbpf.kernel.probe import RESERVED_FIELDS
+    from sigbpf.resolve.resolver import is_prog_btf_kfunc_call
+
+    if RESERVED_FIELDS not in (err.log or "") or not any(map(is_prog_btf_kfunc_call, insns)):
+        return ""
+    return (f": this kernel does not resolve src_reg 3 (PROG_BTF) kfunc calls itself "
+            f"(the verifier answers '{RESERVED_FIELDS}', as the probe does); "
+            f"load with --resolution userspace (or auto)")
+
+
 def signed_insns_note(name: str, signed: bytes, loaded: bytes, rewritten_by: str) -> str | None:
     """What to report when a program's signature goes to ``BPF_PROG_LOAD`` (docs/FORMAT.md 5.5).
 
@@ -328,13 +364,41 @@ def signed_insns_note(name: str, signed: bytes, loaded: bytes, rewritten_by: str
             f"over the loaded instructions refuses it")
 
 
-def _refusal(err: KernelError, signature: bytes | None) -> str:
-    """The one-line account of a refused program (signature refusals spelled out)."""
+def _refusal(err: KernelError, signature: bytes | None, keyring_id: int | None = None) -> str:
+    """The one-line account of a refused program (signature refusals spelled out).
+
+    With a signature, 6.18's ``BPF_PROG_LOAD`` looks the key up (``keyring_id``)
+    before anything else and answers EINVAL, with no verifier log, when there is
+    no such key or keyring (measured here: ``--keyring 3``, ``process``, a
+    serial that does not exist); only then does it check the signature, which
+    answers EOPNOTSUPP on a kernel without ``CONFIG_SYSTEM_DATA_VERIFICATION``.
+    """
     if signature is not None and err.errno in (errno_mod.EOPNOTSUPP, 524):
         return (f"{err.message} (EOPNOTSUPP): this kernel cannot check BPF program signatures "
                 f"(BPF_PROG_LOAD with a signature answers EOPNOTSUPP; it lacks "
                 f"CONFIG_SYSTEM_DATA_VERIFICATION); the signature was verified in userspace only")
+    if signature is not None and err.errno == errno_mod.EINVAL and not (err.log or "").strip():
+        return (f"{err}: the kernel found no key or keyring with keyring_id {keyring_id} "
+                f"(BPF_PROG_LOAD looks the key up before it checks the signature, and answers "
+                f"EINVAL when there is none); the signature was verified in userspace only")
+    if signature is not None and err.errno in _SIGNATURE_REFUSALS:
+        # A kernel that checks signatures (not this one: it answers EOPNOTSUPP) refuses with
+        # the PKCS#7 layer's errno; from the kernel's source, not measured here.
+        return (f"{err}: the kernel refused the program's signature "
+                f"({_SIGNATURE_REFUSALS[err.errno]}, checked over the instructions as loaded "
+                f"against keyring_id {keyring_id}); userspace had verified it over the "
+                f"instructions as signed")
     return str(err)
+
+
+#: What verify_pkcs7_signature() answers when it refuses a signature (crypto/asymmetric_keys).
+_SIGNATURE_REFUSALS = {
+    errno_mod.EKEYREJECTED: "the signature does not match",
+    errno_mod.ENOKEY: "no key in that keyring matches the signer",
+    errno_mod.EBADMSG: "the kernel cannot parse the signature",
+    errno_mod.EKEYEXPIRED: "the key has expired",
+    errno_mod.ENOPKG: "the kernel lacks the signature's algorithm",
+}
 
 
 __all__ = ["Resolution", "ProgramOutcome", "LoadReport", "LoadedArtifact", "load_artifact",

@@ -8,7 +8,8 @@ Order of work, for one program:
    the checks beyond the seed, each unless switched off in
    :class:`CheckOptions`: prototype (:mod:`.prototype`), is-it-a-kfunc
    (:mod:`.kfunc_check`), module replacement (:mod:`.modules`);
-3. the digests before and after resolution (:mod:`.digest`).
+3. the digests before and after resolution (:mod:`.digest`), unless
+   switched off (``CheckOptions.digest``, the CLI's ``--no-digest``).
 
 The program is accepted when the seed's pass succeeds and no check reports
 an error.  ``errno`` is the seed's when it failed (what the kernel returns),
@@ -45,11 +46,12 @@ EXCL_PROG_HASH_REASON = (
 
 @dataclass(frozen=True, slots=True)
 class CheckOptions:
-    """Which checks beyond the seed run (all on by default)."""
+    """Which checks and reports beyond the seed run (all on by default)."""
 
     prototype: bool = True
     kfunc: bool = True
     module: bool = True
+    digest: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +76,8 @@ class ProgramReport:
     name: str | None
     resolution: Resolution
     findings: tuple[Finding, ...]
-    before: Digest
-    after: Digest | None  # None when the program is rejected
+    before: Digest | None  # None when the digest report is off
+    after: Digest | None  # None when the program is rejected or the digest report is off
     checks: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -104,8 +106,9 @@ class ProgramReport:
             "ok": self.ok, "errno": self.errno_name, "log": self.log,
             "calls": [c.as_json() for c in self.resolution.calls],
             "findings": [f.as_json() for f in self.findings],
-            "digest": {"before": self.before.as_json(),
-                       "after": self.after.as_json() if self.after else None},
+            "digest": ({"before": self.before.as_json(),
+                        "after": self.after.as_json() if self.after else None}
+                       if self.before is not None else None),
         })
         return out
 
@@ -147,8 +150,10 @@ def analyze(insns: Sequence[Instruction], prog_btf: "BTF | None", vmlinux: "BTF 
         checks["module"] = "off"
     findings.sort(key=lambda f: (f.insn if f.insn is not None else -1))
     report_ok = res.ok and not any(f.is_error for f in findings)
-    return ProgramReport(name, res, tuple(findings), Digest.of(insns),
-                         Digest.of(res.insns) if report_ok else None, checks)
+    checks["digest"] = "on" if options.digest else "off"
+    before = Digest.of(insns) if options.digest else None
+    after = Digest.of(res.insns) if options.digest and report_ok else None
+    return ProgramReport(name, res, tuple(findings), before, after, checks)
 
 
 def analyze_bound(bound: BoundProgram, prog_btf: "BTF | None", vmlinux: "BTF", *,
@@ -163,6 +168,7 @@ def analyze_bound(bound: BoundProgram, prog_btf: "BTF | None", vmlinux: "BTF", *
         err = bound.error
         res = Resolution(bound.insns, (), tuple(err.log or [err.message]),
                          err.errno or _errno.EINVAL, err.insn)
-        return ProgramReport(bound.name, res, tuple(bound.notes), Digest.of(bound.insns), None, {})
+        before = Digest.of(bound.insns) if options.digest else None
+        return ProgramReport(bound.name, res, tuple(bound.notes), before, None, {})
     return analyze(bound.insns, prog_btf, vmlinux, name=bound.name, modules=modules,
                    kfunc_set=kfunc_set, options=options, notes=bound.notes)

@@ -113,8 +113,14 @@ class Subject:
 
     @classmethod
     def from_raw(cls, insns: bytes, insns_file: str, prog_btf: bytes | None = None,
-                 prog_btf_file: str | None = None) -> "Subject":
-        """Raw 8-byte instructions (little-endian, as BPF_PROG_LOAD takes them) and raw BTF."""
+                 prog_btf_file: str | None = None, *, validate: bool = True) -> "Subject":
+        """Raw 8-byte instructions (little-endian, as BPF_PROG_LOAD takes them) and raw BTF.
+
+        The program BTF is checked as ``BPF_BTF_LOAD`` would check it; with
+        ``validate=False`` it is taken as given (framing checks only), so the
+        pass's own checks can be shown on BTF no kernel would accept (the
+        seed's check 3: a FUNC without a name).
+        """
         from sigbpf.btf.spec import BTF
         from sigbpf.errors import InstructionError, SigbpfError
 
@@ -126,8 +132,9 @@ class Subject:
             raise InstructionError("no instructions (empty file)", file=insns_file)
         btf = None
         if prog_btf is not None:
-            btf = BTF.parse(prog_btf, file=prog_btf_file)
-            check_loadable_func_linkage(btf)
+            btf = BTF.parse(prog_btf, file=prog_btf_file, validate=validate)
+            if validate:
+                check_loadable_func_linkage(btf)
         return cls(insns_file, (SubjectProgram(None, tuple(decoded)),), btf)
 
 

@@ -148,6 +148,31 @@ def split_signed(artifact: "Artifact") -> tuple["Artifact", SignatureSection | N
     return unsigned, SignatureSection.decode(ext.data)
 
 
+@dataclass(frozen=True, slots=True)
+class SignedPart:
+    """One signature of a signed artifact and the exact bytes it covers (FORMAT.md 5.4)."""
+
+    stem: str            # file stem for ``verify --extract``: "program-<i>" or "metadata"
+    what: str            # in words: "program 0 'name'" or "metadata blob"
+    payload: bytes       # the signed bytes: insns, insns || metadata blob, or the blob
+    signature: bytes     # PKCS#7 DER, detached
+
+
+def signed_parts(unsigned: "Artifact", section: SignatureSection) -> tuple[SignedPart, ...]:
+    """Every signature of *section* with the bytes it covers, in file order: the metadata
+    signature (layout ``insns``), then one per program.  What ``openssl cms -verify
+    -content PAYLOAD`` or the kernel's check takes."""
+    parts = []
+    if section.metadata_signature:
+        parts.append(SignedPart("metadata", "metadata blob", section.metadata_blob,
+                                section.metadata_signature))
+    for i, (prog, sig) in enumerate(zip(unsigned.programs, section.program_signatures)):
+        parts.append(SignedPart(f"program-{i}", f"program {i} '{prog.name}'",
+                                signed_bytes(section.layout, prog.insn_bytes, section.metadata_blob),
+                                sig))
+    return tuple(parts)
+
+
 def sign_artifact(data: bytes, key: "rsa.RSAPrivateKey", cert: "x509.Certificate", *, layout: SignatureLayout = SignatureLayout.INSNS,
                   file: str | None = None) -> bytes:
     """Sign the (unsigned) artifact *data* with *key*/*cert*; returns the signed artifact's bytes.

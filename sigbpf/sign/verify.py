@@ -17,7 +17,10 @@ metadata blob; the blob's items against the artifact (naming the first item
 that differs); each program's signature over its instructions.  Layout
 ``insns+metadata``: each program's signature over ``insns || blob`` (when it
 fails and the program's instructions differ from the blob's digest of them,
-the message says so); then the blob's items against the artifact.
+the message says so); then the blob's items against the artifact.  When a
+signature that covers the metadata blob fails and the stored blob is no longer
+the artifact's own metadata (the artifact's other items are intact, so the blob
+in the signature section was changed), the message names the metadata blob.
 """
 
 from __future__ import annotations
@@ -158,7 +161,8 @@ def _verify(data: bytes, cert_in: "x509.Certificate | bytes", cert_file: str | N
     try:
         stored = Metadata.decode(section.metadata_blob)
     except FormatError as err:
-        raise FormatError(f"signature section: {err.message}") from None
+        at = f" (byte {err.offset} of the metadata blob)" if err.offset is not None else ""
+        raise FormatError(f"signature section: {err.message}{at}") from None
     if stored.layout != section.layout:
         raise SignatureError(f"metadata layout {stored.layout.label} does not match the "
                              f"signature section's {section.layout.label}")
@@ -169,9 +173,20 @@ def _verify(data: bytes, cert_in: "x509.Certificate | bytes", cert_file: str | N
         signed_item = stored.find(ItemKind.PROGRAM_INSNS, index)
         return signed_item is None or signed_item.digest != hashlib.sha256(insns).digest()
 
+    def blob_changed(err: SignatureError) -> SignatureError:
+        """A signature that covers the blob failed: when the stored blob is no longer the
+        artifact's own metadata, say that the blob was changed (else keep *err*)."""
+        if "another key" in err.message or blob == actual.encode():
+            return err
+        return SignatureError("metadata blob (signature section): changed since signing "
+                              "(its signature does not match it)")
+
     programs: list[ProgramSignature] = []
     if section.layout is SignatureLayout.INSNS:
-        verify_detached(section.metadata_signature, blob, cert, what="metadata signature")
+        try:
+            verify_detached(section.metadata_signature, blob, cert, what="metadata signature")
+        except SignatureError as err:
+            raise blob_changed(err) from None
         compare_metadata(stored, actual)
     for i, (prog, sig) in enumerate(zip(unsigned.programs, section.program_signatures)):
         insns = prog.insn_bytes
@@ -183,6 +198,8 @@ def _verify(data: bytes, cert_in: "x509.Certificate | bytes", cert_file: str | N
             if "another key" not in err.message and insns_changed(i, insns):
                 raise SignatureError(f"program {i} '{prog.name}' instructions: changed since "
                                      "signing (its signature does not match them)") from None
+            if section.layout is SignatureLayout.INSNS_METADATA:
+                raise blob_changed(err) from None
             raise
         programs.append(ProgramSignature(i, prog.name, sig, hashlib.sha256(insns).digest(),
                                          hashlib.sha256(covered).digest()))
