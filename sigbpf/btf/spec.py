@@ -4,16 +4,20 @@ Parsing is lazy, like cilium/ebpf's:
 
 1. ``BTF.parse`` checks the header and the section layout (the kernel's
    ``btf_parse_hdr``/``btf_check_sec_info``), the string section
-   (``btf_parse_str_sec``) and the *framing* of the type section: one tight
-   loop over the 32-bit words (a view of the input, no copy) keeps each
-   record's ``info`` and ``name_off`` words.  Truncated records, unknown kinds
-   and reserved info bits are found here.  Record offsets are computed from
-   the infos only when a record is first decoded.
+   (``btf_parse_str_sec``) and the *framing* of the type section: a chain of
+   C-level iterators over the 32-bit words (a view of the input, no copy;
+   the kernel's vmlinux file is mapped, not read) lists the word offset of
+   every record (:func:`sigbpf.btf.reader.frame`).  Truncated records,
+   unknown kinds and reserved info bits are found here.  Nothing else is
+   kept per record: kinds, infos and names are read from the words when
+   asked for.
 2. Types are decoded into :mod:`sigbpf.btf.types` dataclasses only when asked
    for (``btf[id]``), and cached; ``kind_of``/``name_of`` never decode.
-3. Name look-ups build, per kind and on first use, a dict from name to the
-   first id of that kind, entirely with C-level builtins (``map``,
-   ``compress``, ``bytes.find``); measured by ``bench/btf_lookup.py``.
+3. Name look-ups build, per kind and on first use, a
+   :class:`~sigbpf.btf.nameindex.NameIndex` of that kind's names, entirely
+   with C-level builtins (``map``, ``compress``, ``bytes.find``): a binary
+   search when the names are already in order (the FUNCs of vmlinux), else
+   a dict; measured by ``bench/btf_lookup.py``.
 4. Full validation (every record's own rules, references, member layout,
    loops: :mod:`sigbpf.btf.validate`) runs in ``BTF.parse(..., validate=True)``,
    the default, or by calling :meth:`BTF.validate` (~0.4 s for vmlinux).
@@ -29,14 +33,17 @@ the same one back.
 from __future__ import annotations
 
 import errno as _errno
+import sys
 from array import array
-from itertools import accumulate, compress, repeat
-from operator import eq, rshift, sub
+from bisect import bisect_left
+from itertools import compress, repeat
+from operator import getitem, sub
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from sigbpf.btf import kinds as K
 from sigbpf.btf.kinds import FuncLinkage, IntEncoding, Kind, VarLinkage
+from sigbpf.btf.nameindex import NameIndex, StringsAt
 from sigbpf.btf.strings import StringTable, encode_name
 from sigbpf.errors import BTFError, NotFoundError
 
@@ -61,7 +68,10 @@ def _types():
 _FUNC_LINKAGE = tuple(FuncLinkage)
 _VAR_LINKAGE = tuple(VarLinkage)
 _INT_ENCODINGS = tuple(IntEncoding(i) for i in range(16))
-_FUNC_INFOS = frozenset((Kind.FUNC << 24) | linkage for linkage in FuncLinkage)
+# The byte of an info word that holds kind_flag (bit 7) and the kind (bits 0-4), and
+# the table that keeps only the kind of it (BTF_INFO_KIND).
+_KIND_BYTE = 3 if sys.byteorder == "little" else 0
+_KIND_BITS = bytes(b & 0x1F for b in range(256))
 
 
 def _s32(v: int) -> int:
@@ -75,16 +85,13 @@ class BTF:
     belong to the base.  Id 0 is ``void``.
     """
 
-    def __init__(self, *, words: "array | memoryview", infos: list[int], name_offs: list[int],
-                 step: dict[int, int], strings: StringTable,
+    def __init__(self, *, words: "array | memoryview", offsets: list[int], strings: StringTable,
                  base: "BTF | None", byte_order: str, header: bytes, type_off: int, str_off: int,
                  file: str | None) -> None:
         # Use BTF.parse(); this constructor trusts its arguments.
         self._words = words  # own type section as host-order u32 words
-        self._infos = infos  # info word of each own record (framing already checked)
-        self._name_offs = name_offs  # name_off word of each own record
-        self._step = step  # info -> record length in words
-        self._offsets_cache: list[int] | None = None
+        self._offsets = offsets  # word offset of each own record (framing already checked)
+        self._infos_cache: "array | None" = None
         self.strings = strings
         self.base = base
         self.byte_order = byte_order  # "little" or "big"
@@ -95,8 +102,7 @@ class BTF:
         self.start_id = (base.type_count + 1) if base is not None else 1
         self._cache: dict[int, "T.Type"] = {}
         self._str_cache: dict[int, str] = {}
-        self._name_index: dict[int, dict[bytes | None, int]] = {}
-        self._all_index: dict[int, dict[bytes | None, list[int]]] = {}
+        self._name_index: dict[int, NameIndex] = {}
         self._kinds: bytes | None = None
 
     # -- construction -----------------------------------------------------
@@ -122,9 +128,9 @@ class BTF:
         from sigbpf.btf import reader
 
         name = str(path)
-        data = reader.read_file(path)
+        data = reader.load_file(path)
         if data[:4] == b"\x7fELF":
-            data = reader.elf_btf_section(data, name)
+            data = reader.elf_btf_section(bytes(data), name)
         return cls.parse(data, base, file=name, validate=validate)
 
     @classmethod
@@ -134,18 +140,16 @@ class BTF:
 
     # -- sizes and ids ----------------------------------------------------
     @property
-    def _offsets(self) -> list[int]:
-        """Word index of each own record (computed on first use: lookups by name never need it)."""
-        if self._offsets_cache is None:
-            offsets = list(accumulate(map(self._step.__getitem__, self._infos), initial=0))
-            offsets.pop()
-            self._offsets_cache = offsets
-        return self._offsets_cache
+    def _infos(self) -> "array":
+        """The info word of each own record (read from the words on first use)."""
+        if self._infos_cache is None:
+            self._infos_cache = array("I", map(getitem, repeat(self._words[1:]), self._offsets))
+        return self._infos_cache
 
     @property
     def type_count(self) -> int:
         """Highest type id (base types included) = libbpf's ``btf__type_cnt() - 1``."""
-        return self.start_id - 1 + len(self._infos)
+        return self.start_id - 1 + len(self._offsets)
 
     def __len__(self) -> int:
         return self.type_count
@@ -153,14 +157,14 @@ class BTF:
     @property
     def own_count(self) -> int:
         """Number of types in this blob (not the base)."""
-        return len(self._infos)
+        return len(self._offsets)
 
     def __contains__(self, type_id: object) -> bool:
         return isinstance(type_id, int) and 0 <= type_id <= self.type_count
 
     def _own_index(self, type_id: int) -> int:
         idx = type_id - self.start_id
-        if idx < 0 or idx >= len(self._infos):
+        if idx < 0 or idx >= len(self._offsets):
             raise NotFoundError(f"no type with id {type_id} (ids are 1..{self.type_count})",
                                 file=self.file, type_id=type_id, errno=_errno.ENOENT)
         return idx
@@ -177,7 +181,7 @@ class BTF:
             return Kind.UNKN
         if type_id < self.start_id and self.base is not None:
             return self.base.kind_of(type_id)
-        return Kind((self._infos[self._own_index(type_id)] >> 24) & 0x1F)
+        return Kind((self._words[self._offsets[self._own_index(type_id)] + 1] >> 24) & 0x1F)
 
     def name_of(self, type_id: int) -> str:
         """The name of *type_id* ("" if anonymous) without decoding the record."""
@@ -187,7 +191,7 @@ class BTF:
             return self.base.name_of(type_id)
         idx = self._own_index(type_id)
         try:
-            return self.strings.at(self._name_offs[idx])
+            return self.strings.at(self._words[self._offsets[idx]])
         except BTFError as err:
             raise err.at(type_id=type_id, offset=self.record_offset(type_id), file=self.file) from None
 
@@ -319,19 +323,23 @@ class BTF:
     def kinds(self) -> bytes:
         """``kinds()[i]`` = kind number of own type ``start_id + i`` (a compact array)."""
         if self._kinds is None:
-            self._kinds = bytes(map((0x1F).__and__, map(rshift, self._infos, repeat(24))))
+            # The byte of each info word that holds the kind, read through a strided view:
+            # no int is made for a whole info word.
+            kind_bytes = memoryview(self._words).cast("B")[4 + _KIND_BYTE::4]
+            self._kinds = bytes(map(getitem, repeat(kind_bytes), self._offsets)).translate(_KIND_BITS)
         return self._kinds
 
-    def _kind_mask(self, kind: int) -> list[bool]:
-        """mask[i]: own type ``start_id + i`` is of *kind*."""
-        if kind == Kind.FUNC:
-            # FUNC records carry only linkage in their info word: match the three values.
-            return list(map(_FUNC_INFOS.__contains__, self._infos))
-        return list(map(eq, self.kinds(), repeat(int(kind))))
+    def _kind_mask(self, kind: int) -> bytes:
+        """mask[i] (0 or 1): own type ``start_id + i`` is of *kind* (BTF_INFO_KIND, kind_flag ignored)."""
+        return self.kinds().translate(bytes(int(b == kind) for b in range(256)))
 
     def _own_ids_of_kind(self, kind: int) -> list[int]:
         """Ids of own types of *kind*, in id order."""
         return list(compress(range(self.start_id, self.type_count + 1), self._kind_mask(kind)))
+
+    def _id_at(self, offset: int) -> int:
+        """The id of the own record at word *offset* (offsets grow with ids)."""
+        return self.start_id + bisect_left(self._offsets, offset)
 
     def _names_at(self, name_offs: list[int]) -> list[bytes | None]:
         """Raw names for a list of name offsets, C-level for the common case (None: invalid offset)."""
@@ -350,28 +358,20 @@ class BTF:
                         names[i] = None  # never equal to a real name; validate() reports it
         return names
 
-    def _index(self, kind: int) -> dict[bytes | None, int]:
-        """{name: first own id} for *kind*, built on first use, all in C-level builtins."""
+    def _index(self, kind: int) -> NameIndex:
+        """The names of own types of *kind* -> record offsets, built on first use, in C-level builtins."""
         index = self._name_index.get(kind)
         if index is None:
-            mask = self._kind_mask(kind)
-            offs = list(compress(self._name_offs, mask))
+            positions = list(compress(self._offsets, self._kind_mask(kind)))  # the same ints, no copies
+            # name_off, the first word of each record (a list: read twice per name, as the same ints)
+            offs = list(map(getitem, repeat(self._words), positions))
             data = self.strings.data
-            start = self.strings.start
-            ids = compress(range(self.start_id, self.type_count + 1), mask)
-            if offs and (start or min(offs) < 0 or max(offs) >= len(data)):
-                names: "Iterable[bytes | None]" = self._names_at(offs)  # split or bad offsets: slow path
+            names: "Sequence[bytes | None]"
+            if offs and (self.strings.start or max(offs) >= len(data)):
+                names = self._names_at(offs)  # split BTF or bad offsets: the slow path
             else:
-                # The string section ends with NUL (checked at parse), so find() never fails here.
-                names = map(data.__getitem__, map(slice, offs, map(data.find, repeat(b"\0"), offs)))
-            index = dict(zip(names, ids))
-            if len(index) != len(offs):  # duplicate names: the first id must win
-                ids_list = list(compress(range(self.start_id, self.type_count + 1), mask))
-                names_list = self._names_at(offs)
-                ids_list.reverse()
-                names_list.reverse()
-                index = dict(zip(names_list, ids_list))
-            self._name_index[kind] = index
+                names = StringsAt(data, offs)  # the string section ends with NUL (checked at parse)
+            index = self._name_index[kind] = NameIndex(names, positions)
         return index
 
     def find_by_name_kind(self, name: str, kind: Kind | int) -> int:
@@ -387,27 +387,16 @@ class BTF:
                 return self.base.find_by_name_kind(name, kind)
             except NotFoundError:
                 pass
-        found = self._index(int(kind)).get(encode_name(name))
+        found = self._index(int(kind)).first(encode_name(name))
         if found is None:
             label = Kind(kind).name if 0 <= int(kind) <= K.KIND_MAX else str(int(kind))
             raise NotFoundError(f"{label} {name!r} not found in BTF", file=self.file, errno=_errno.ENOENT)
-        return found
+        return self._id_at(found)
 
     def find_all_by_name_kind(self, name: str, kind: Kind | int) -> list[int]:
         """Ids of every type named *name* of *kind*, base first, in id order."""
         found = self.base.find_all_by_name_kind(name, kind) if self.base is not None else []
-        want = encode_name(name)
-        if want not in self._index(int(kind)):
-            return found
-        groups = self._all_index.get(int(kind))
-        if groups is None:
-            mask = self._kind_mask(int(kind))
-            names = self._names_at(list(compress(self._name_offs, mask)))
-            groups = {}
-            for n, i in zip(names, compress(range(self.start_id, self.type_count + 1), mask)):
-                groups.setdefault(n, []).append(i)
-            self._all_index[int(kind)] = groups
-        return found + groups.get(want, [])
+        return found + list(map(self._id_at, self._index(int(kind)).all(encode_name(name))))
 
     def ids_of_kind(self, kind: Kind | int) -> list[int]:
         """Ids of all types of *kind* (base first), in id order."""
