@@ -427,25 +427,23 @@ class BTF:
         return type_id
 
     def resolved_size(self, type_id: int) -> int:
-        """Size in bytes of *type_id* (libbpf's ``btf__resolve_size``; pointers are 8)."""
-        nelems = 1
-        for _ in range(K.MAX_RESOLVE_DEPTH + 1):
-            if type_id > self.type_count:
-                raise BTFError(f"Invalid type_id: {type_id} (ids are 0..{self.type_count})", file=self.file)
-            t = self.type_by_id(type_id)
-            kind = t.kind
-            if kind in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.DATASEC, Kind.FLOAT):
-                return nelems * t.size  # type: ignore[union-attr]
-            if kind == Kind.PTR:
-                return nelems * 8
-            if kind in (Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.VAR, Kind.TYPE_TAG):
-                type_id = t.type  # type: ignore[union-attr]
-            elif kind == Kind.ARRAY:
-                nelems *= t.nelems  # type: ignore[union-attr]
-                type_id = t.type  # type: ignore[union-attr]
-            else:
-                raise BTFError(f"{kind.name} has no size", file=self.file, type_id=type_id)
-        raise BTFError("Exceeded max resolving depth", file=self.file, type_id=type_id)
+        """Size in bytes of *type_id*: libbpf's ``btf__resolve_size``.
+
+        One implementation serves every caller: :func:`sigbpf.btf.layout.resolve_size`
+        (pointer size guessed from ``long``, arrays multiplied, at most 32 steps,
+        sizes above ``UINT32_MAX`` refused); where libbpf fails this raises
+        :class:`BTFError` naming the type.
+        """
+        from sigbpf.btf.layout import resolve_size
+
+        if not 0 <= type_id <= self.type_count:
+            raise BTFError(f"Invalid type_id: {type_id} (ids are 0..{self.type_count})", file=self.file)
+        size = resolve_size(self, type_id)
+        if size is None:
+            kind = self.kind_of(type_id).name if type_id else "void"
+            raise BTFError(f"cannot resolve the size of {kind} (void, function, loop or over 4 GiB)",
+                           file=self.file, type_id=type_id)
+        return size
 
     # -- checks and encoding ------------------------------------------------
     def validate(self) -> None:
