@@ -91,7 +91,8 @@ def byte_order_of(data: bytes) -> str:
         return "little"
     if data[:2] == _MAGIC_BE:
         return "big"
-    raise BTFError(f"Invalid magic {data[:2].hex()} (want 0x{K.BTF_MAGIC:x})", offset=0)
+    raise BTFError(f"Invalid magic: bytes {data[:2].hex(' ')} are neither 9f eb (little-endian) "
+                   "nor eb 9f (big-endian)", offset=0)
 
 
 def parse(cls: "type[BTF]", data: "bytes | bytearray | memoryview | mmap.mmap", base: "BTF | None", *,
