@@ -26,7 +26,7 @@ call's imm names a FUNC in the program BTF) is the resolver's business.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, IntFlag
 
 from sigbpf.asm import Instruction
@@ -38,12 +38,16 @@ __all__ = [
     "EXTENSION_BASE", "SIGNATURE_FIRST", "SIGNATURE_LAST", "SectionType", "MapKind",
     "ArtifactMapFlags", "KfuncFlags", "KfuncSiteKind", "FuncInfo", "LineInfo", "CoreRelo",
     "KfuncSite", "Kfunc", "Program", "Map", "ExtensionSection", "Artifact", "is_artifact",
+    "ExternFlags", "KconfigExtern", "Ksym", "KsymSite", "AttachTarget", "SlotKind", "MapSlot",
 ]
 
 #: First 8 bytes of every artifact.
 MAGIC = b"SIGBPFA\x00"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+#: The newest minor version this reader knows.  A writer uses the *lowest* minor version
+#: that can express the artifact (1.0 unless it needs a 1.1 section or flag), so artifacts
+#: without kconfig, ksyms, attach targets or map fix-ups stay readable by 1.0 readers.
+VERSION_MINOR = 1
 HEADER_SIZE = 32
 SECTION_ENTRY_SIZE = 16
 ALIGN = 8
@@ -73,6 +77,12 @@ class SectionType(IntEnum):
     MAPS = 10
     MAP_DATA = 11
     KFUNCS = 12
+    # 1.1: names bound at load time (FORMAT.md 2.5-2.8)
+    KCONFIG = 13
+    KSYMS = 14
+    KSYM_SITES = 15
+    ATTACH = 16
+    MAP_SLOTS = 17
 
     @property
     def label(self) -> str:
@@ -96,6 +106,10 @@ class ArtifactMapFlags(IntFlag):
 
     NONE = 0
     FROZEN = 1  # loader calls BPF_MAP_FREEZE after writing the initial contents
+    # 1.1: values a loader computes for the running kernel (libbpf's load-time fix-ups)
+    MAX_ENTRIES_CPUS = 2  # max_entries := number of possible CPUs (PERF_EVENT_ARRAY, none declared)
+    RINGBUF_SIZE = 4  # max_entries := rounded up to a power-of-2 multiple of the page size
+    INNER_TEMPLATE = 8  # the inner-map prototype of a map-in-map: created only as inner_map_fd
 
 
 class KfuncFlags(IntFlag):
@@ -103,6 +117,22 @@ class KfuncFlags(IntFlag):
 
     NONE = 0
     WEAK = 1  # declared __weak: may be absent from the kernel
+
+
+class ExternFlags(IntFlag):
+    """Flags of a kconfig extern or ksym table entry (1.1)."""
+
+    NONE = 0
+    WEAK = 1  # declared __weak: a kernel may lack it (its value is then 0)
+    SIGNED = 2  # kconfig: a signed integer type
+    TYPED = 4  # ksym: typed (a VAR resolved in kernel BTF), else typeless (kallsyms address)
+
+
+class SlotKind(IntEnum):
+    """What a map's initial slot holds (1.1 MAP_SLOTS: ``.values = { [i] = &x }``)."""
+
+    MAP = 1  # a map-in-map slot: the fd of another map of the artifact
+    PROG = 2  # a prog-array slot: the fd of a program of the artifact
 
 
 class KfuncSiteKind(IntEnum):
@@ -126,6 +156,11 @@ _KFUNC = struct.Struct("<III")
 _META = struct.Struct("<II")
 _PROGRAM = struct.Struct("<18I")
 _MAP = struct.Struct("<12IiIIIQ")
+_KCONFIG = struct.Struct("<5I")  # name_off, type, offset, size, flags
+_KSYM = struct.Struct("<III")  # name_off, btf_id, flags
+_KSYM_SITE = struct.Struct("<III")  # program, insn, ksym
+_ATTACH = struct.Struct("<IIII")  # program, btf kind, name_off, module_off
+_MAP_SLOT = struct.Struct("<IIII")  # map, slot, kind, target
 _U32_MAX = 0xFFFFFFFF
 
 
@@ -189,6 +224,63 @@ class Kfunc:
 
 
 @dataclass(frozen=True, slots=True)
+class KconfigExtern:
+    """A ``.kconfig`` extern: its value is the running kernel's, written by the loader into
+    the KCONFIG map at ``offset`` (libbpf's ``kcfg`` rules; ``type`` is libbpf's
+    ``enum kcfg_type``, :class:`sigbpf.elf.externs.KconfigType`)."""
+
+    name: str
+    type: int
+    offset: int
+    size: int
+    weak: bool = False
+    signed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ksym:
+    """A kernel variable a program addresses (``extern ... __ksym``): ``btf_id`` is its VAR in
+    the program BTF.  Typed: bound to the kernel's VAR of that name (``BPF_PSEUDO_BTF_ID``);
+    typeless (``extern const void x __ksym``): to its /proc/kallsyms address."""
+
+    name: str
+    btf_id: int
+    typed: bool
+    weak: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KsymSite:
+    """An ``ld_imm64`` of a program that loads a ksym (the loader always rewrites it)."""
+
+    insn: int
+    ksym: int  # index into Artifact.ksyms
+
+
+@dataclass(frozen=True, slots=True)
+class AttachTarget:
+    """What a program attaches to, by name: the kernel BTF type a loader looks up for
+    ``attach_btf_id`` (libbpf's ``find_kernel_btf_id``).  ``name`` has libbpf's prefix
+    (``bpf_lsm_``, ``bpf_iter_``, ``btf_trace_``); ``kind`` is the BTF kind (FUNC 12 or
+    TYPEDEF 8); ``module`` limits the search ("vmlinux" or a module name, from the
+    section's ``module:function`` form; "" = vmlinux, then every module)."""
+
+    name: str
+    kind: int
+    module: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MapSlot:
+    """An initial slot of a map-in-map or prog array: ``key`` gets the fd of map or program
+    ``target`` (an index into the artifact's maps or programs)."""
+
+    slot: int
+    kind: SlotKind
+    target: int
+
+
+@dataclass(frozen=True, slots=True)
 class Program:
     """One loadable program: linked instructions (subprograms appended) and its metadata."""
 
@@ -205,6 +297,15 @@ class Program:
     line_info: tuple[LineInfo, ...] = ()
     core_relos: tuple[CoreRelo, ...] = ()
     kfunc_sites: tuple[KfuncSite, ...] = ()
+    #: 1.1: the kernel BTF type to attach to (fentry/fexit/fmod_ret/lsm/tp_btf/iter), by name.
+    attach: AttachTarget | None = None
+    #: 1.1: instructions that load a ksym, ordered by ``insn``.
+    ksym_sites: tuple[KsymSite, ...] = ()
+
+    @property
+    def autoload(self) -> bool:
+        """libbpf's default: a section named ``?…`` is not loaded unless asked for."""
+        return not self.section.startswith("?")
 
     @property
     def insn_bytes(self) -> bytes:
@@ -252,10 +353,17 @@ class Map:
     numa_node: int = 0
     map_extra: int = 0
     initial_data: bytes = b""
+    #: 1.1: initial slots (map-in-map: other maps; prog array: programs), ordered by slot.
+    slots: tuple[MapSlot, ...] = ()
 
     @property
     def frozen(self) -> bool:
         return bool(self.flags & ArtifactMapFlags.FROZEN)
+
+    @property
+    def inner_template(self) -> bool:
+        """The inner-map prototype of a map-in-map (not a map of the programs' own)."""
+        return bool(self.flags & ArtifactMapFlags.INNER_TEMPLATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +385,15 @@ class Artifact:
     maps: tuple[Map, ...] = ()
     kfuncs: tuple[Kfunc, ...] = ()
     extensions: tuple[ExtensionSection, ...] = field(default=())
-    version: tuple[int, int] = (VERSION_MAJOR, VERSION_MINOR)
+    #: 1.1: ``.kconfig`` externs (values written into the KCONFIG map at load time).
+    kconfig: tuple[KconfigExtern, ...] = ()
+    #: 1.1: ksyms (kernel variables) the programs address.
+    ksyms: tuple[Ksym, ...] = ()
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """The format version the artifact is written in: the lowest that can express it."""
+        return (VERSION_MAJOR, 1 if _needs_1_1(self) else 0)
 
     # -------------------------------------------------------------- helpers
     def program(self, name: str) -> Program:
@@ -290,16 +406,14 @@ class Artifact:
     def without_extensions(self) -> "Artifact":
         """The same artifact with no extension sections (what signatures cover is defined
         by the Signatures chapter of FORMAT.md, not here)."""
-        return Artifact(self.name, self.btf, self.programs, self.maps, self.kfuncs, (),
-                        self.version)
+        return replace(self, extensions=())
 
     def with_extension(self, section: ExtensionSection) -> "Artifact":
         """The same artifact with one more extension section appended."""
         if section.type < EXTENSION_BASE:
             raise ArtifactError(f"extension section type {section.type:#x} is below "
                                 f"{EXTENSION_BASE:#x}")
-        return Artifact(self.name, self.btf, self.programs, self.maps, self.kfuncs,
-                        (*self.extensions, section), self.version)
+        return replace(self, extensions=(*self.extensions, section))
 
     # ------------------------------------------------------------- encoding
     def encode(self) -> bytes:
@@ -372,9 +486,20 @@ def _encode(art: Artifact) -> bytes:
         raise ArtifactError(f"cannot encode artifact: a field is out of range ({err})") from None
 
 
+_FLAGS_1_0 = ArtifactMapFlags.FROZEN
+_ALL_MAP_FLAGS = (ArtifactMapFlags.FROZEN | ArtifactMapFlags.MAX_ENTRIES_CPUS
+                  | ArtifactMapFlags.RINGBUF_SIZE | ArtifactMapFlags.INNER_TEMPLATE)
+
+
+def _needs_1_1(art: Artifact) -> bool:
+    """Whether *art* uses anything format 1.0 cannot express."""
+    return bool(art.kconfig or art.ksyms
+                or any(p.attach is not None or p.ksym_sites for p in art.programs)
+                or any(m.slots or m.flags & ~_FLAGS_1_0 for m in art.maps))
+
+
 def _encode_unchecked(art: Artifact) -> bytes:
-    if tuple(art.version) != (VERSION_MAJOR, VERSION_MINOR):
-        raise ArtifactError(f"cannot write format version {art.version[0]}.{art.version[1]}")
+    minor = art.version[1]
     strings = _Strings()
     meta = _META.pack(strings.add(art.name), 0)
 
@@ -441,6 +566,8 @@ def _encode_unchecked(art: Artifact) -> bytes:
             raise ArtifactError("kfunc table entry without a name")
         kfuncs += _KFUNC.pack(strings.add(k.name), k.btf_id,
                               int(KfuncFlags.WEAK if k.weak else KfuncFlags.NONE))
+    if minor:
+        sections_1_1 = _encode_1_1(art, strings)
 
     sections: list[tuple[int, int, bytes]] = [
         (SectionType.META, _META.size, meta),
@@ -456,6 +583,8 @@ def _encode_unchecked(art: Artifact) -> bytes:
         (SectionType.MAP_DATA, 0, bytes(map_data)),
         (SectionType.KFUNCS, _KFUNC.size, bytes(kfuncs)),
     ]
+    if minor:
+        sections += sections_1_1
     for ext in art.extensions:
         if ext.type < EXTENSION_BASE or ext.type > _U32_MAX:
             raise ArtifactError(f"extension section type {ext.type:#x} out of range")
@@ -473,13 +602,59 @@ def _encode_unchecked(art: Artifact) -> bytes:
         table += _ENTRY.pack(int(stype), entry_size, offset, len(payload))
         body += payload + bytes(_pad(len(payload)))
         offset += len(payload) + _pad(len(payload))
-    head = _HEADER.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, HEADER_SIZE, len(sections),
+    head = _HEADER.pack(MAGIC, VERSION_MAJOR, minor, HEADER_SIZE, len(sections),
                         table_off, 0, 0)
     pre = head + table
     out = pre + bytes(_pad(len(pre))) + body
     if len(out) > _U32_MAX:
         raise ArtifactError("artifact larger than 4 GiB")
     return bytes(out)
+
+
+def _encode_1_1(art: Artifact, strings: _Strings) -> list[tuple[int, int, bytes]]:
+    """The 1.1 sections (FORMAT.md 2.5-2.8); their strings follow the 1.0 ones in STRTAB."""
+    kconfig = bytearray()
+    for k in art.kconfig:
+        if not k.name:
+            raise ArtifactError("kconfig extern without a name")
+        flags = (ExternFlags.WEAK if k.weak else 0) | (ExternFlags.SIGNED if k.signed else 0)
+        kconfig += _KCONFIG.pack(strings.add(k.name), _check_u32(k.type, "kconfig type"),
+                                 _check_u32(k.offset, "kconfig offset"),
+                                 _check_u32(k.size, "kconfig size"), int(flags))
+    ksyms = bytearray()
+    for y in art.ksyms:
+        if not y.name:
+            raise ArtifactError("ksym without a name")
+        flags = (ExternFlags.WEAK if y.weak else 0) | (ExternFlags.TYPED if y.typed else 0)
+        ksyms += _KSYM.pack(strings.add(y.name), _check_u32(y.btf_id, "ksym btf_id"), int(flags))
+    sites = bytearray()
+    attach = bytearray()
+    for i, prog in enumerate(art.programs):
+        for site in prog.ksym_sites:
+            if not 0 <= site.insn < len(prog.insns) - 1 or not 0 <= site.ksym < len(art.ksyms):
+                raise ArtifactError(f"program {prog.name!r}: ksym site (insn {site.insn}, ksym "
+                                    f"{site.ksym}) out of range", insn=site.insn)
+            sites += _KSYM_SITE.pack(i, site.insn, site.ksym)
+        if prog.attach is not None:
+            if not prog.attach.name:
+                raise ArtifactError(f"program {prog.name!r}: attach target without a name")
+            attach += _ATTACH.pack(i, _check_u32(prog.attach.kind, "attach kind"),
+                                   strings.add(prog.attach.name), strings.add(prog.attach.module))
+    slots = bytearray()
+    for i, m in enumerate(art.maps):
+        for slot in m.slots:
+            limit = len(art.maps) if slot.kind == SlotKind.MAP else len(art.programs)
+            if not 0 <= slot.target < limit:
+                raise ArtifactError(f"map {m.name!r}: slot {slot.slot} names {slot.kind.name.lower()} "
+                                    f"{slot.target}, out of range")
+            slots += _MAP_SLOT.pack(i, _check_u32(slot.slot, "slot"), int(slot.kind), slot.target)
+    return [
+        (SectionType.KCONFIG, _KCONFIG.size, bytes(kconfig)),
+        (SectionType.KSYMS, _KSYM.size, bytes(ksyms)),
+        (SectionType.KSYM_SITES, _KSYM_SITE.size, bytes(sites)),
+        (SectionType.ATTACH, _ATTACH.size, bytes(attach)),
+        (SectionType.MAP_SLOTS, _MAP_SLOT.size, bytes(slots)),
+    ]
 
 
 # --------------------------------------------------------------- decoding
@@ -514,7 +689,14 @@ _ENTRY_SIZES: dict[SectionType, int] = {
     SectionType.FUNC_INFO: _FUNC_INFO.size, SectionType.LINE_INFO: _LINE_INFO.size,
     SectionType.CORE_RELOS: _CORE_RELO.size, SectionType.KFUNC_SITES: _KFUNC_SITE.size,
     SectionType.MAPS: _MAP.size, SectionType.MAP_DATA: 0, SectionType.KFUNCS: _KFUNC.size,
+    SectionType.KCONFIG: _KCONFIG.size, SectionType.KSYMS: _KSYM.size,
+    SectionType.KSYM_SITES: _KSYM_SITE.size, SectionType.ATTACH: _ATTACH.size,
+    SectionType.MAP_SLOTS: _MAP_SLOT.size,
 }
+
+#: The core sections of each minor version, in the order they must appear.
+_CORE_SECTIONS = {0: tuple(t for t in SectionType if t <= SectionType.KFUNCS),
+                  1: tuple(SectionType)}
 
 
 def _bad_magic(data: bytes) -> ArtifactError:
@@ -522,7 +704,8 @@ def _bad_magic(data: bytes) -> ArtifactError:
     return ArtifactError(f"bad magic (not a sigbpf artifact{hint})", offset=0)
 
 
-def _read_sections(data: bytes) -> list[_Section]:
+def _read_sections(data: bytes) -> tuple[int, list[_Section]]:
+    """The minor version and the sections of *data*, each checked against the table."""
     if data[:len(MAGIC)] != MAGIC[:min(len(data), len(MAGIC))] or not data:
         raise _bad_magic(data)
     if len(data) < HEADER_SIZE:
@@ -562,6 +745,8 @@ def _read_sections(data: bytes) -> list[_Section]:
         if stype < EXTENSION_BASE:
             try:
                 known = SectionType(stype)
+                if known not in _CORE_SECTIONS[minor]:
+                    raise ValueError(stype)
             except ValueError:
                 raise ArtifactError(f"unknown section type {stype:#x} (table entry {i})",
                                     offset=at) from None
@@ -572,7 +757,7 @@ def _read_sections(data: bytes) -> list[_Section]:
             raise ArtifactError(f"{label} section: size {size} is not a multiple of its record "
                                 f"size {entry_size} (bad record count)", offset=at + 12)
         out.append(_Section(stype, entry_size, offset, data[offset:offset + size]))
-    return out
+    return minor, out
 
 
 def _label(stype: int) -> str:
@@ -583,7 +768,7 @@ def _label(stype: int) -> str:
 
 
 def _decode(data: bytes) -> Artifact:
-    sections = _read_sections(data)
+    minor, sections = _read_sections(data)
     core: dict[SectionType, _Section] = {}
     extensions: list[ExtensionSection] = []
     for i, sec in enumerate(sections):
@@ -596,7 +781,7 @@ def _decode(data: bytes) -> Artifact:
         if extensions:
             raise sec.error("core section after an extension section")
         core[stype] = sec
-    for stype in SectionType:
+    for stype in _CORE_SECTIONS[minor]:
         if stype not in core:
             raise ArtifactError(f"{stype.label} section missing", offset=16)
 
@@ -706,7 +891,7 @@ def _decode(data: bytes) -> Artifact:
             mkind = MapKind(kind)
         except ValueError:
             raise map_sec.error(f"unknown map kind {kind}", i, 8) from None
-        if aflags & ~int(ArtifactMapFlags.FROZEN):
+        if aflags & ~int(ArtifactMapFlags.FROZEN if not minor else _ALL_MAP_FLAGS):
             raise map_sec.error(f"unknown map flags {aflags:#x}", i, 40)
         if inner != -1 and not 0 <= inner < len(map_records):
             raise map_sec.error(f"inner map index {inner} out of range", i, 48)
@@ -723,5 +908,72 @@ def _decode(data: bytes) -> Artifact:
             flags=ArtifactMapFlags(aflags), pinning=pinning, inner_map=inner, numa_node=numa,
             map_extra=extra, initial_data=data_sec.data[d_off:d_off + d_size]))
 
-    return Artifact(name=name, btf=core[SectionType.BTF].data, programs=tuple(programs),
-                    maps=tuple(maps), kfuncs=tuple(kfuncs), extensions=tuple(extensions))
+    art = Artifact(name=name, btf=core[SectionType.BTF].data, programs=tuple(programs),
+                   maps=tuple(maps), kfuncs=tuple(kfuncs), extensions=tuple(extensions))
+    if minor:
+        art = _decode_1_1(art, core, string)
+    return art
+
+
+def _decode_1_1(art: Artifact, core: dict[SectionType, _Section], string) -> Artifact:
+    """Add the 1.1 sections' content to the 1.0 model *art*."""
+    kc_sec = core[SectionType.KCONFIG]
+    kconfig = []
+    for i, (k_name, ktype, offset, size, flags) in enumerate(kc_sec.records(_KCONFIG)):
+        if flags & ~int(ExternFlags.WEAK | ExternFlags.SIGNED):
+            raise kc_sec.error(f"unknown kconfig flags {flags:#x}", i, 16)
+        kname = string(k_name, kc_sec, i, 0)
+        if not kname:
+            raise kc_sec.error("kconfig extern has no name", i, 0)
+        kconfig.append(KconfigExtern(kname, ktype, offset, size, bool(flags & ExternFlags.WEAK),
+                                     bool(flags & ExternFlags.SIGNED)))
+    ks_sec = core[SectionType.KSYMS]
+    ksyms = []
+    for i, (y_name, btf_id, flags) in enumerate(ks_sec.records(_KSYM)):
+        if flags & ~int(ExternFlags.WEAK | ExternFlags.TYPED):
+            raise ks_sec.error(f"unknown ksym flags {flags:#x}", i, 8)
+        yname = string(y_name, ks_sec, i, 0)
+        if not yname:
+            raise ks_sec.error("ksym has no name", i, 0)
+        ksyms.append(Ksym(yname, btf_id, bool(flags & ExternFlags.TYPED),
+                          bool(flags & ExternFlags.WEAK)))
+
+    nprog, nmap = len(art.programs), len(art.maps)
+    site_sec = core[SectionType.KSYM_SITES]
+    sites: dict[int, list[KsymSite]] = {}
+    for j, (prog, insn, ksym) in enumerate(site_sec.records(_KSYM_SITE)):
+        if prog >= nprog:
+            raise site_sec.error(f"program {prog} out of range ({nprog} programs)", j, 0)
+        if insn + 1 >= len(art.programs[prog].insns):
+            raise site_sec.error(f"instruction {insn} is not an ld_imm64 inside program {prog}",
+                                 j, 4)
+        if ksym >= len(ksyms):
+            raise site_sec.error(f"ksym index {ksym} out of range ({len(ksyms)} ksyms)", j, 8)
+        sites.setdefault(prog, []).append(KsymSite(insn, ksym))
+    at_sec = core[SectionType.ATTACH]
+    attach: dict[int, AttachTarget] = {}
+    for j, (prog, kind, a_name, a_mod) in enumerate(at_sec.records(_ATTACH)):
+        if prog >= nprog:
+            raise at_sec.error(f"program {prog} out of range ({nprog} programs)", j, 0)
+        if prog in attach:
+            raise at_sec.error(f"second attach target for program {prog}", j, 0)
+        target = AttachTarget(string(a_name, at_sec, j, 8), kind, string(a_mod, at_sec, j, 12))
+        if not target.name:
+            raise at_sec.error("attach target has no name", j, 8)
+        attach[prog] = target
+    slot_sec = core[SectionType.MAP_SLOTS]
+    slots: dict[int, list[MapSlot]] = {}
+    for j, (m, slot, kind, target) in enumerate(slot_sec.records(_MAP_SLOT)):
+        if m >= nmap:
+            raise slot_sec.error(f"map {m} out of range ({nmap} maps)", j, 0)
+        try:
+            skind = SlotKind(kind)
+        except ValueError:
+            raise slot_sec.error(f"unknown slot kind {kind}", j, 8) from None
+        if target >= (nmap if skind == SlotKind.MAP else nprog):
+            raise slot_sec.error(f"{skind.name.lower()} {target} out of range", j, 12)
+        slots.setdefault(m, []).append(MapSlot(slot, skind, target))
+    programs = tuple(replace(p, attach=attach.get(i), ksym_sites=tuple(sites.get(i, ())))
+                     for i, p in enumerate(art.programs))
+    maps = tuple(replace(m, slots=tuple(slots.get(i, ()))) for i, m in enumerate(art.maps))
+    return replace(art, programs=programs, maps=maps, kconfig=tuple(kconfig), ksyms=tuple(ksyms))

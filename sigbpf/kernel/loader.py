@@ -47,7 +47,10 @@ from sigbpf.resolve.binding import KfuncBinding, bind_sites, lookup_kfuncs
 from sigbpf.kernel.syscall import Fd
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sigbpf.artifact.format import Artifact, Program
+    from sigbpf.artifact.format import Artifact, Map, Program
+    from sigbpf.kernel.environment import KernelEnvironment
+    from sigbpf.kernel.kernel_btf import BoundTarget, KernelBTFs
+    from sigbpf.kernel.mapview import MapView
     from sigbpf.asm import Instruction
     from sigbpf.btf import BTF
     from sigbpf.resolve.kfunc_check import KfuncSet
@@ -75,6 +78,8 @@ class ProgramOutcome:
     ran: bool = False
     #: Who refused it: "sigbpf" (resolution pass or a check, before the kernel) or "kernel".
     refused_by: str | None = None
+    #: What the program was bound to in this kernel: its attach target (``name@vmlinux:id``).
+    attach_btf: str | None = None
 
     def as_json(self) -> dict[str, object]:
         return {"name": self.name, "loaded": self.loaded, "retval": self.retval, "log": self.log}
@@ -89,17 +94,23 @@ class LoadReport:
     programs: list[ProgramOutcome] = field(default_factory=list)
     kfuncs: tuple[KfuncBinding, ...] = ()
     notes: list[str] = field(default_factory=list)
+    #: Programs not loaded on purpose: (name, why) -- not selected, or (``skip_missing``)
+    #: their attach target is not in this kernel.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return all(p.loaded for p in self.programs)
 
     def as_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "resolution": self.resolution.value,
             "programs": [p.as_json() for p in self.programs],
             "kfuncs": [{"name": k.name, "btf_id": k.btf_id} for k in self.kfuncs],
         }
+        if self.skipped:
+            out["skipped"] = [{"name": n, "reason": why} for n, why in self.skipped]
+        return out
 
 
 @dataclass
@@ -110,11 +121,40 @@ class LoadedArtifact:
     btf_fd: Fd | None = None
     map_fds: list[Fd] = field(default_factory=list)
     prog_fds: dict[str, Fd] = field(default_factory=dict)
+    #: The artifact these objects were loaded from (map i of ``artifact.maps`` is ``map_fds[i]``).
+    artifact: "Artifact | None" = None
+    #: Attachments (links, perf events, ...) made for these programs: each has ``close()``,
+    #: and they are closed first, so a program is detached before its fd goes.
+    links: list = field(default_factory=list)
+    #: The program BTF, parsed (key/value types of the maps), None without BTF.
+    prog_btf: "BTF | None" = None
+    #: The kernel's BTF objects (vmlinux, modules) the artifact's names were bound against.
+    kernel_btfs: "KernelBTFs | None" = None
+
+    @property
+    def maps(self) -> "dict[str, MapView]":
+        """The artifact's maps by name (inner-map prototypes left out), each a
+        :class:`~sigbpf.kernel.mapview.MapView`: lookup/update/delete/iterate, keys and
+        values decoded through the program BTF where the map has it."""
+        from sigbpf.kernel.mapview import MapView
+
+        assert self.artifact is not None
+        return {m.name: MapView(fd, m, self.prog_btf)
+                for m, fd in zip(self.artifact.maps, self.map_fds) if not m.inner_template}
+
+    def program(self, name: str) -> "Program":
+        """The artifact's program *name* (NotFoundError if the artifact has none)."""
+        assert self.artifact is not None
+        return self.artifact.program(name)
 
     def close(self) -> None:
+        while self.links:
+            self.links.pop().close()
         for fd in [*self.prog_fds.values(), *self.map_fds, self.btf_fd]:
             if fd is not None:
                 fd.close()
+        if self.kernel_btfs is not None:
+            self.kernel_btfs.close()
 
     def __enter__(self) -> "LoadedArtifact":
         return self
@@ -139,8 +179,11 @@ def load_artifact(
     checks: "CheckOptions | None" = None,
     modules: "Sequence[ModuleBTF] | None" = None,
     file: str | None = None,
+    programs: Sequence[str] | None = None,
+    skip_missing: bool = False,
+    environment: "KernelEnvironment | None" = None,
 ) -> LoadedArtifact:
-    """Load every program of *artifact* (see the module docstring for the steps).
+    """Load the programs of *artifact* (see the module docstring for the steps).
 
     *resolution* forces a path (None: probe).  *signatures* maps program
     names to PKCS#7 signatures passed with ``keyring_id`` (None: no
@@ -148,8 +191,17 @@ def load_artifact(
     the seed (default: all on); a program they reject is not loaded.  The module
     check looks at *modules* (None: the running kernel's, /sys/kernel/btf/<module>)
     and reports a kfunc name a module also defines in the notes (the call stays
-    pinned to vmlinux: ``off`` 0).  *file* names the artifact in errors.  Errors
-    that stop everything (BTF or map refused, bad artifact) raise; each
+    pinned to vmlinux: ``off`` 0).  *file* names the artifact in errors.
+
+    *programs* names the programs to load (libbpf's ``set_autoload``); None loads
+    every program whose section does not start with ``?``.  With *skip_missing*,
+    a program whose attach target this kernel lacks is skipped (``report.skipped``
+    says why) instead of refused.  *environment* gives the kernel's config,
+    kallsyms and facts for kconfig externs and ksyms (None: the running kernel's,
+    read when the artifact needs them).
+
+    Errors that stop everything (BTF or map refused, a kconfig value or ksym the
+    kernel lacks, bad artifact) raise, after closing what was created; each
     program's refusal is in the report.
     """
     from sigbpf.kernel.probe import kernel_resolves_prog_btf
@@ -172,56 +224,123 @@ def load_artifact(
         from sigbpf.btf import BTF
 
         vmlinux = BTF.load_vmlinux()
+    from sigbpf.kernel.kernel_btf import KernelBTFs
     from sigbpf.resolve.report import CheckOptions
 
+    selected = _select_programs(artifact, programs)
     options = checks if checks is not None else CheckOptions()
     kfunc_set = None
-    if options.kfunc:
+    if options.kfunc and artifact.kfuncs:
         from sigbpf.resolve.kfunc_check import KfuncSet
 
         kfunc_set = KfuncSet.for_kernel(vmlinux, ())
     bindings = lookup_kfuncs(artifact, vmlinux)
     report = LoadReport(path, detail, kfuncs=bindings)
-    if options.module and modules is None:
+    if options.module and modules is None and artifact.kfuncs:
         from sigbpf.kernel.btf import running_module_btfs
 
         modules, problems = running_module_btfs(vmlinux)
         report.notes.extend(f"module check: {p} (left out)" for p in problems)
-    loaded = LoadedArtifact(report)
+    loaded = LoadedArtifact(report, artifact=artifact, kernel_btfs=KernelBTFs(vmlinux))
+    session = _Session(path, vmlinux, bindings, kfunc_set, options, run, ctx, signatures,
+                       keyring_id, tuple(modules or ()), file, selected, skip_missing,
+                       environment)
     try:
-        _load_into(loaded, artifact, path, vmlinux, bindings, kfunc_set, options, run, ctx,
-                   signatures, keyring_id, tuple(modules or ()), file)
+        _load_into(loaded, artifact, session)
     except BaseException:
         loaded.close()
         raise
     return loaded
 
 
-def _load_into(loaded: LoadedArtifact, artifact: "Artifact", path: Resolution, vmlinux: "BTF",
-               bindings: Sequence[KfuncBinding], kfunc_set: "KfuncSet | None",
-               options: "CheckOptions", run: bool, ctx: bytes,
-               signatures: Mapping[str, bytes] | None, keyring_id: int | None,
-               modules: tuple["ModuleBTF", ...] = (), file: str | None = None) -> None:
+@dataclass(frozen=True)
+class _Session:
+    """What one :func:`load_artifact` call decided before touching the kernel."""
+
+    path: Resolution
+    vmlinux: "BTF"
+    bindings: Sequence[KfuncBinding]
+    kfunc_set: "KfuncSet | None"
+    options: "CheckOptions"
+    run: bool
+    ctx: bytes
+    signatures: Mapping[str, bytes] | None
+    keyring_id: int | None
+    modules: tuple["ModuleBTF", ...]
+    file: str | None
+    selected: frozenset[str]
+    skip_missing: bool
+    environment: "KernelEnvironment | None"
+
+
+def _select_programs(artifact: "Artifact", names: Sequence[str] | None) -> frozenset[str]:
+    """The programs to load: *names* (each must exist), else libbpf's autoload default."""
+    if names is None:
+        return frozenset(p.name for p in artifact.programs if p.autoload)
+    known = {p.name for p in artifact.programs}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        from sigbpf.errors import UsageError
+
+        raise UsageError(f"no program named {unknown[0]!r} in the artifact (it has: "
+                         f"{', '.join(sorted(known)) or 'none'})")
+    return frozenset(names)
+
+
+def _load_into(loaded: LoadedArtifact, artifact: "Artifact", session: _Session) -> None:
     from sigbpf.kernel.btf import load_btf
 
     prog_btf = None
     if artifact.btf:
         from sigbpf.btf import BTF
 
+        file = session.file
         prog_btf = BTF.parse(artifact.btf,
                              file=f"{file}: program BTF" if file else "program BTF")
         loaded.btf_fd = load_btf(artifact.btf, what="the artifact's program BTF")
-    _create_maps(loaded, artifact)
+    loaded.prog_btf = prog_btf
+    env = session.environment
+    if env is None and (artifact.kconfig or artifact.ksyms):
+        from sigbpf.kernel.environment import KernelEnvironment
+
+        env = KernelEnvironment.running()
+    _create_maps(loaded, artifact, env)
     fd_array = tuple(fd.fileno() for fd in loaded.map_fds)
+    ksym_values = _bind_ksyms(loaded, artifact, prog_btf, env) if artifact.ksyms else ()
     for program in artifact.programs:
-        signature = signatures.get(program.name) if signatures is not None else None
-        outcome = _load_program(loaded, program, path, prog_btf, vmlinux, bindings, kfunc_set,
-                                options, fd_array, run, ctx, signature, keyring_id, modules)
+        if program.name not in session.selected:
+            loaded.report.skipped.append((program.name, "not selected" if program.autoload
+                                          else "not autoloaded (section starts with '?')"))
+            continue
+        target = None
+        if program.attach is not None:
+            from sigbpf.errors import NotFoundError
+            from sigbpf.kernel.kernel_btf import bind_attach_target
+
+            assert loaded.kernel_btfs is not None
+            try:
+                target = bind_attach_target(program.attach, loaded.kernel_btfs,
+                                            program=program.name)
+            except NotFoundError as err:
+                if session.skip_missing:
+                    loaded.report.skipped.append((program.name, err.message))
+                    continue
+                loaded.report.programs.append(ProgramOutcome(
+                    program.name, False, log=err.message + "\n", error=str(err),
+                    errno=err.errno, refused_by="sigbpf"))
+                continue
+        outcome = _load_program(loaded, program, session, prog_btf, fd_array, target,
+                                ksym_values)
         loaded.report.programs.append(outcome)
+    _fill_prog_slots(loaded, artifact)
 
 
-def _create_maps(loaded: LoadedArtifact, artifact: "Artifact") -> None:
-    from sigbpf.artifact.format import MapKind
+def _create_maps(loaded: LoadedArtifact, artifact: "Artifact",
+                 env: "KernelEnvironment | None") -> None:
+    """Every map, in artifact order, with libbpf's load-time fix-ups (docs/FORMAT.md 3):
+    sizes computed for this kernel, kconfig values written, inner-map prototypes passed as
+    ``inner_map_fd``, initial map-in-map slots filled once every map exists."""
+    from sigbpf.artifact.format import MapKind, SlotKind
     from sigbpf.kernel.maps import create_map, freeze, update_elem
 
     fds: dict[int, Fd] = {}
@@ -235,16 +354,33 @@ def _create_maps(loaded: LoadedArtifact, artifact: "Artifact") -> None:
         inner_fd = create(m.inner_map, chain + (index,)) if m.inner_map >= 0 else None
         what = f"map {index} {m.name!r}"
         has_btf = loaded.btf_fd is not None and (m.btf_key_type_id or m.btf_value_type_id)
-        fd = create_map(
-            m.map_type, m.key_size, m.value_size, m.max_entries, name=m.name, flags=m.map_flags,
-            btf_fd=loaded.btf_fd if has_btf else None, btf_key_type_id=m.btf_key_type_id,
-            btf_value_type_id=m.btf_value_type_id, map_extra=m.map_extra,
-            inner_map_fd=inner_fd, numa_node=m.numa_node)
+        max_entries = _max_entries(m)
+
+        def attempt(with_btf: bool) -> Fd:
+            return create_map(
+                m.map_type, m.key_size, m.value_size, max_entries, name=m.name,
+                flags=m.map_flags, btf_fd=loaded.btf_fd if with_btf else None,
+                btf_key_type_id=m.btf_key_type_id, btf_value_type_id=m.btf_value_type_id,
+                map_extra=m.map_extra, inner_map_fd=inner_fd, numa_node=m.numa_node)
+
+        try:
+            fd = attempt(bool(has_btf))
+        except KernelError as err:
+            if not has_btf:
+                raise
+            # libbpf: "Error in bpf_create_map_xattr(%s): ... Retrying without BTF."
+            fd = attempt(False)
+            loaded.report.notes.append(f"{what}: the kernel refused its BTF key/value types "
+                                       f"({err.errno_name}); created without BTF, as libbpf does")
         fds[index] = fd
-        if m.initial_data:
+        data = m.initial_data
+        if m.kind == MapKind.KCONFIG:
+            assert env is not None
+            data = env.kconfig_map_data(artifact.kconfig, m.value_size)
+        if data:
             if m.kind == MapKind.BTF_DEFINED:
                 raise ArtifactError(f"{what}: initial data for a BTF-defined map is not supported")
-            value = m.initial_data + bytes(m.value_size - len(m.initial_data))
+            value = data + bytes(m.value_size - len(data))
             update_elem(fd, _GLOBAL_DATA_KEY, value, what=what)
         if m.frozen:
             freeze(fd, what=what)
@@ -253,30 +389,128 @@ def _create_maps(loaded: LoadedArtifact, artifact: "Artifact") -> None:
     try:
         for index in range(len(artifact.maps)):
             create(index)
+        for index, m in enumerate(artifact.maps):
+            for slot in m.slots:
+                if slot.kind == SlotKind.MAP:
+                    update_elem(fds[index], struct.pack("<I", slot.slot),
+                                struct.pack("<I", fds[slot.target].fileno()),
+                                what=f"map {index} {m.name!r} slot {slot.slot}")
     finally:
         loaded.map_fds.extend(fds[i] for i in sorted(fds))
 
 
-def _load_program(loaded: LoadedArtifact, program: "Program", path: Resolution,
-                  prog_btf: "BTF | None", vmlinux: "BTF", bindings: Sequence[KfuncBinding],
-                  kfunc_set: "KfuncSet | None", options: "CheckOptions",
-                  fd_array: tuple[int, ...], run: bool, ctx: bytes, signature: bytes | None,
-                  keyring_id: int | None, modules: tuple["ModuleBTF", ...] = ()) -> ProgramOutcome:
+def _max_entries(m: "Map") -> int:
+    """``max_entries`` for this machine: libbpf's ``map_set_def_max_entries`` (a perf event
+    array declared without it gets one entry per possible CPU) and ``adjust_ringbuf_sz``
+    (a ring buffer's size rounded up to a power-of-2 multiple of the page size)."""
+    from sigbpf.artifact.format import ArtifactMapFlags
+
+    if m.flags & ArtifactMapFlags.MAX_ENTRIES_CPUS:
+        from sigbpf.kernel.cpus import possible_cpus
+
+        return possible_cpus()
+    if m.flags & ArtifactMapFlags.RINGBUF_SIZE:
+        import mmap
+
+        page = mmap.PAGESIZE
+        if m.max_entries == 0:
+            return page  # the kernel then refuses it, as it does libbpf's
+        mul = -(-m.max_entries // page)  # whole pages, then the next power of two
+        return page * (1 << (mul - 1).bit_length())
+    return m.max_entries
+
+
+def _fill_prog_slots(loaded: LoadedArtifact, artifact: "Artifact") -> None:
+    """Prog arrays' initial slots (libbpf's ``bpf_object__init_prog_arrays``): each slot gets
+    the fd of its program; a slot whose program was not loaded stays empty."""
+    from sigbpf.artifact.format import SlotKind
+    from sigbpf.kernel.maps import update_elem
+
+    for index, m in enumerate(artifact.maps):
+        for slot in m.slots:
+            if slot.kind != SlotKind.PROG:
+                continue
+            name = artifact.programs[slot.target].name
+            fd = loaded.prog_fds.get(name)
+            if fd is None:
+                loaded.report.notes.append(f"map {m.name!r} slot {slot.slot}: program {name!r} "
+                                           f"is not loaded; the slot stays empty")
+                continue
+            update_elem(loaded.map_fds[index], struct.pack("<I", slot.slot),
+                        struct.pack("<I", fd.fileno()),
+                        what=f"map {index} {m.name!r} slot {slot.slot} (program {name!r})")
+
+
+@dataclass(frozen=True, slots=True)
+class _KsymValue:
+    """A ksym bound for this kernel: what its ``ld_imm64`` becomes."""
+
+    src: int  # BPF_PSEUDO_BTF_ID (typed) or 0 (an address, 0 for a missing weak one)
+    imm: int
+    imm2: int
+
+
+def _bind_ksyms(loaded: LoadedArtifact, artifact: "Artifact", prog_btf: "BTF | None",
+                env: "KernelEnvironment") -> tuple[_KsymValue, ...]:
+    """Each ksym of the artifact bound by name, with libbpf's rules
+    (``bpf_object__resolve_externs`` / ``bpf_object__resolve_ksyms_btf_id``)."""
+    from sigbpf.asm import PseudoLdImm64
+
+    assert loaded.kernel_btfs is not None
+    out = []
+    for ksym in artifact.ksyms:
+        if not ksym.typed:
+            addr = env.kallsyms_address(ksym.name, weak=ksym.weak)
+            out.append(_KsymValue(0, addr & 0xFFFFFFFF, addr >> 32))
+            continue
+        if prog_btf is None:
+            raise ArtifactError(f"ksym '{ksym.name}': typed, but the artifact has no program BTF")
+        bound = env.resolve_ksym_var(ksym.name, prog_btf, ksym.btf_id, loaded.kernel_btfs,
+                                     weak=ksym.weak)
+        if bound is None:  # weak and absent: the address 0
+            out.append(_KsymValue(0, 0, 0))
+        else:
+            btf_id, obj_fd = bound
+            out.append(_KsymValue(int(PseudoLdImm64.BTF_ID), btf_id, obj_fd))
+    return tuple(out)
+
+
+def _apply_ksyms(program: "Program", insns: list["Instruction"],
+                 values: Sequence[_KsymValue]) -> list["Instruction"]:
+    for site in program.ksym_sites:
+        v = values[site.ksym]
+        insns[site.insn] = insns[site.insn].replace(src=v.src, imm=v.imm)
+        insns[site.insn + 1] = insns[site.insn + 1].replace(imm=v.imm2)
+    return insns
+
+
+def _load_program(loaded: LoadedArtifact, program: "Program", session: _Session,
+                  prog_btf: "BTF | None", fd_array: tuple[int, ...],
+                  target: "BoundTarget | None",
+                  ksym_values: Sequence[_KsymValue]) -> ProgramOutcome:
     from sigbpf.asm import Instruction
     from sigbpf.kernel.program import ProgLoad, load_program
     from sigbpf.resolve.report import analyze
 
+    path, run, ctx = session.path, session.run, session.ctx
+    signature = (session.signatures.get(program.name)
+                 if session.signatures is not None else None)
+    keyring_id = session.keyring_id
+    attach_btf = f"{target.name}@{target.where}:{target.btf_id}" if target is not None else None
     try:
-        insns = bind_sites(program, bindings)
+        insns = bind_sites(program, session.bindings)
     except ResolveError as err:
         log = "\n".join(err.log) if err.log else err.message
         return ProgramOutcome(program.name, False, log=log + "\n",
                               error=f"program {program.name!r}: {err}", errno=err.errno,
                               refused_by="sigbpf")
+    if program.ksym_sites:
+        insns = _apply_ksyms(program, list(insns), ksym_values)
     # The seed's pass and sigbpf's checks (prototype, is-it-a-kfunc, module) run in both paths:
     # in the kernel path as a pre-flight check, in the userspace path to rewrite the calls.
-    report = analyze(insns, prog_btf, vmlinux, name=program.name, kfunc_set=kfunc_set,
-                     options=options, modules=modules)
+    report = analyze(insns, prog_btf, session.vmlinux, name=program.name,
+                     kfunc_set=session.kfunc_set, options=session.options,
+                     modules=session.modules)
     if not report.ok:
         if not report.resolution.ok:
             reason = report.resolution.log[-1]
@@ -294,6 +528,9 @@ def _load_program(loaded: LoadedArtifact, program: "Program", path: Resolution,
         prog_type=program.prog_type, insns=Instruction.encode(insns), license=program.license,
         name=program.name, expected_attach_type=program.expected_attach_type,
         flags=program.prog_flags, kern_version=program.kern_version,
+        attach_btf_id=target.btf_id if target is not None else 0,
+        attach_btf_obj_fd=(target.obj_fd.fileno()
+                           if target is not None and target.obj_fd is not None else None),
         prog_btf_fd=loaded.btf_fd.fileno() if loaded.btf_fd is not None else None,
         func_info=program.func_info_bytes, line_info=program.line_info_bytes,
         core_relos=program.core_relo_bytes,
@@ -313,17 +550,17 @@ def _load_program(loaded: LoadedArtifact, program: "Program", path: Resolution,
         if path is Resolution.KERNEL:
             message += _not_native_hint(err, insns)
         return ProgramOutcome(program.name, False, log=err.log or message + "\n", error=message,
-                              errno=err.errno, refused_by="kernel")
+                              errno=err.errno, refused_by="kernel", attach_btf=attach_btf)
     loaded.prog_fds[program.name] = fd
     if not run:
-        return ProgramOutcome(program.name, True)
+        return ProgramOutcome(program.name, True, attach_btf=attach_btf)
     from sigbpf.elf.progtypes import ProgType
     from sigbpf.kernel.run import run_program
 
     if program.prog_type != ProgType.SYSCALL:
         loaded.report.notes.append(f"program {program.name!r} not run: only syscall programs "
                                    f"can be run with BPF_PROG_RUN here")
-        return ProgramOutcome(program.name, True)
+        return ProgramOutcome(program.name, True, attach_btf=attach_btf)
     try:
         result = run_program(fd, ctx, name=program.name)
     except KernelError as err:

@@ -46,6 +46,8 @@ class ProgLoad:
     flags: int = 0
     kern_version: int = 0
     attach_btf_id: int = 0
+    #: The BTF object ``attach_btf_id`` is in: a module's BTF fd, or None for vmlinux.
+    attach_btf_obj_fd: int | None = None
     prog_btf_fd: int | None = None
     func_info: bytes = b""
     func_info_rec_size: int = FUNC_INFO_REC_SIZE
@@ -72,6 +74,8 @@ def load_program(req: ProgLoad) -> Fd:
         prog_name=object_name(req.name).encode(), expected_attach_type=req.expected_attach_type,
         attach_btf_id=req.attach_btf_id,
     )
+    if req.attach_btf_obj_fd is not None:
+        fields["attach_prog_fd"] = req.attach_btf_obj_fd  # the same u32 (attach_btf_obj_fd)
     if req.prog_btf_fd is not None:
         fields["prog_btf_fd"] = req.prog_btf_fd
         if req.func_info:
