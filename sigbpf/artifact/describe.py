@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sigbpf.artifact.format import Artifact, KfuncSiteKind
+from sigbpf.artifact.format import Artifact, ArtifactMapFlags, KfuncSiteKind, SlotKind
 
 __all__ = ["describe", "render_text"]
 
@@ -104,6 +104,13 @@ def describe(art: Artifact) -> dict[str, Any]:
                 {"insn": site.insn, "kind": site.kind.name.lower(),
                  "kfunc": art.kfuncs[site.kfunc].name}
                 for site in prog.kfunc_sites],
+            "attach_btf": ({"name": prog.attach.name,
+                            "kind": {8: "typedef", 12: "func"}.get(prog.attach.kind,
+                                                                   str(prog.attach.kind)),
+                            "module": prog.attach.module or None}
+                           if prog.attach is not None else None),
+            "ksym_sites": [{"insn": site.insn, "ksym": art.ksyms[site.ksym].name}
+                           for site in prog.ksym_sites],
         })
     maps = [{
         "index": i,
@@ -119,6 +126,13 @@ def describe(art: Artifact) -> dict[str, Any]:
         "btf_value_type_id": m.btf_value_type_id,
         "frozen": m.frozen,
         "initial_data_size": len(m.initial_data),
+        "load_time": [f.name.lower() for f in ArtifactMapFlags
+                      if f not in (ArtifactMapFlags.NONE, ArtifactMapFlags.FROZEN)
+                      and m.flags & f],
+        "inner_map": m.inner_map if m.inner_map >= 0 else None,
+        "slots": [{"slot": slot.slot, "kind": slot.kind.name.lower(),
+                   "target": (art.maps[slot.target].name if slot.kind == SlotKind.MAP
+                              else art.programs[slot.target].name)} for slot in m.slots],
     } for i, m in enumerate(art.maps)]
     kfuncs = [{
         "name": k.name,
@@ -135,11 +149,24 @@ def describe(art: Artifact) -> dict[str, Any]:
         "programs": programs,
         "maps": maps,
         "kfuncs": kfuncs,
+        "kconfig": [{"name": k.name, "type": _kconfig_type_name(k.type), "offset": k.offset,
+                     "size": k.size, "weak": k.weak, "signed": k.signed} for k in art.kconfig],
+        "ksyms": [{"name": y.name, "btf_id": y.btf_id, "typed": y.typed, "weak": y.weak}
+                  for y in art.ksyms],
         "extensions": [{"type": e.type, "size": len(e.data)} for e in art.extensions],
     }
     if btf_problem:
         out["prog_btf_error"] = btf_problem
     return out
+
+
+def _kconfig_type_name(value: int) -> str:
+    from sigbpf.elf.externs import KconfigType
+
+    try:
+        return KconfigType(value).name.lower()
+    except ValueError:
+        return str(value)
 
 
 def render_text(info: dict[str, Any]) -> str:
@@ -158,22 +185,44 @@ def render_text(info: dict[str, Any]) -> str:
                      f"license {p['license']!r}{attach}")
         lines.append(f"    {p['insn_cnt']} insns, func_info {p['func_info_cnt']}, "
                      f"line_info {p['line_info_cnt']}, core_relos {p['core_relo_cnt']}")
+        if p["attach_btf"]:
+            a = p["attach_btf"]
+            where = f" in {a['module']}" if a["module"] else ""
+            lines.append(f"    attach target: {a['kind']} {a['name']}{where} (bound at load time)")
         for s in p["kfunc_sites"]:
             what = "call" if s["kind"] == "call" else "address of"
             lines.append(f"    insn {s['insn']}: {what} {s['kfunc']}")
+        for s in p["ksym_sites"]:
+            lines.append(f"    insn {s['insn']}: address of ksym {s['ksym']}")
     lines.append(f"maps: {len(info['maps'])}")
     for m in info["maps"]:
         frozen = ", frozen" if m["frozen"] else ""
+        extra = "".join(f", {rule} at load" for rule in m["load_time"])
+        if m["inner_map"] is not None:
+            extra += f", inner map [{m['inner_map']}]"
         lines.append(f"  [{m['index']}] {m['name']}: {m['type']} ({m['kind']}, section "
                      f"{m['section']}), key {m['key_size']}, value {m['value_size']}, "
                      f"max_entries {m['max_entries']}, initial data {m['initial_data_size']} "
-                     f"bytes{frozen}")
+                     f"bytes{frozen}{extra}")
+        for slot in m["slots"]:
+            lines.append(f"    slot {slot['slot']}: {slot['kind']} {slot['target']}")
     lines.append(f"kfuncs: {len(info['kfuncs'])}")
     for k in info["kfuncs"]:
         weak = " (weak)" if k["weak"] else ""
         proto = k["prototype"] or "?"
         lines.append(f"  {k['name']}{weak}: prog-BTF FUNC [{k['btf_id']}] {proto}; "
                      f"{k['call_sites']} call site(s)")
+    if info["kconfig"]:
+        lines.append(f"kconfig externs: {len(info['kconfig'])} (values bound at load time)")
+        for k in info["kconfig"]:
+            weak = " (weak)" if k["weak"] else ""
+            lines.append(f"  {k['name']}{weak}: {k['type']}, {k['size']} bytes at offset "
+                         f"{k['offset']}")
+    if info["ksyms"]:
+        lines.append(f"ksyms: {len(info['ksyms'])} (addresses bound at load time)")
+        for y in info["ksyms"]:
+            how = f"typed, prog-BTF VAR [{y['btf_id']}]" if y["typed"] else "typeless (kallsyms)"
+            lines.append(f"  {y['name']}{' (weak)' if y['weak'] else ''}: {how}")
     for e in info["extensions"]:
         lines.append(f"extension section {e['type']:#x}: {e['size']} bytes")
     return "\n".join(lines) + "\n"

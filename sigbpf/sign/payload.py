@@ -80,10 +80,15 @@ class ItemKind(IntEnum):
     PROGRAM_LINE_INFO = 5    # struct bpf_line_info records
     PROGRAM_CORE_RELOS = 6   # struct bpf_core_relo records
     PROGRAM_KFUNC_SITES = 7  # which instructions name which kfunc (name, prog-BTF id, weak)
+    PROGRAM_ATTACH = 8       # 1.1: the attach target's name, BTF kind and module (by name)
+    PROGRAM_KSYM_SITES = 9   # 1.1: which instructions load which ksym (name, prog-BTF id, flags)
     PROGRAM_BTF = 10         # the raw program BTF: the names kfunc calls resolve by
     KFUNC_TABLE = 11         # the kfunc table: names, prog-BTF FUNC ids, weak flags
+    KCONFIG_TABLE = 12       # 1.1: kconfig externs: names, types, offsets, sizes, flags
+    KSYM_TABLE = 13          # 1.1: ksyms: names, prog-BTF VAR ids, typed/weak
     MAP_DEFINITION = 20      # name, section, kind, type, sizes, flags, BTF ids, inner map, ...
     MAP_DATA = 21            # a map's initial data (.data/.rodata/.data.*)
+    MAP_SLOTS = 22           # 1.1: a map-in-map's or prog array's initial slots
     ARTIFACT_NAME = 30       # the object name in META
     EXTENSION = 40           # a non-signature extension section (type, entry size, bytes)
     ARTIFACT = 50            # the whole artifact without its signature sections, as encoded
@@ -97,11 +102,16 @@ _PROGRAM_TEXT = {
     ItemKind.PROGRAM_LINE_INFO: "line_info",
     ItemKind.PROGRAM_CORE_RELOS: "CO-RE relocations",
     ItemKind.PROGRAM_KFUNC_SITES: "kfunc calls",
+    ItemKind.PROGRAM_ATTACH: "attach target",
+    ItemKind.PROGRAM_KSYM_SITES: "ksym loads",
 }
-_MAP_TEXT = {ItemKind.MAP_DEFINITION: "definition", ItemKind.MAP_DATA: "initial data"}
+_MAP_TEXT = {ItemKind.MAP_DEFINITION: "definition", ItemKind.MAP_DATA: "initial data",
+             ItemKind.MAP_SLOTS: "initial slots"}
 _OTHER_TEXT = {
     ItemKind.PROGRAM_BTF: "program BTF",
     ItemKind.KFUNC_TABLE: "kfunc table (names, prog-BTF ids, weak flags)",
+    ItemKind.KCONFIG_TABLE: "kconfig externs (names, types, offsets, weak flags)",
+    ItemKind.KSYM_TABLE: "ksyms (names, prog-BTF ids, typed/weak flags)",
     ItemKind.ARTIFACT_NAME: "artifact name",
     ItemKind.ARTIFACT: "artifact (as encoded, without signatures)",
 }
@@ -271,9 +281,26 @@ def artifact_metadata(layout: SignatureLayout, artifact: "Artifact") -> Metadata
             sites += struct.pack("<IIIII", site.insn, int(site.kind), site.kfunc, kf.btf_id,
                                  int(kf.weak)) + _text(kf.name)
         add(ItemKind.PROGRAM_KFUNC_SITES, i, prog.name, bytes(sites))
+        # 1.1 items are present only where the artifact uses them, so the metadata of a
+        # 1.0 artifact (and every signature made over it) stays what it was.
+        if prog.attach is not None:
+            add(ItemKind.PROGRAM_ATTACH, i, prog.name, _text(prog.attach.name)
+                + struct.pack("<I", prog.attach.kind) + _text(prog.attach.module))
+        if prog.ksym_sites:
+            add(ItemKind.PROGRAM_KSYM_SITES, i, prog.name, b"".join(
+                struct.pack("<III", site.insn, site.ksym, artifact.ksyms[site.ksym].btf_id)
+                + _text(artifact.ksyms[site.ksym].name) for site in prog.ksym_sites))
     add(ItemKind.PROGRAM_BTF, 0, "", bytes(artifact.btf))
     add(ItemKind.KFUNC_TABLE, 0, "",
         b"".join(struct.pack("<II", k.btf_id, int(k.weak)) + _text(k.name) for k in artifact.kfuncs))
+    if artifact.kconfig:
+        add(ItemKind.KCONFIG_TABLE, 0, "", b"".join(
+            struct.pack("<IIIII", k.type, k.offset, k.size, int(k.weak), int(k.signed))
+            + _text(k.name) for k in artifact.kconfig))
+    if artifact.ksyms:
+        add(ItemKind.KSYM_TABLE, 0, "", b"".join(
+            struct.pack("<III", y.btf_id, int(y.typed), int(y.weak)) + _text(y.name)
+            for y in artifact.ksyms))
     for i, m in enumerate(artifact.maps):
         add(ItemKind.MAP_DEFINITION, i, m.name,
             _text(m.name) + _text(m.section)
@@ -282,6 +309,9 @@ def artifact_metadata(layout: SignatureLayout, artifact: "Artifact") -> Metadata
                           int(m.flags), m.pinning, m.inner_map, m.numa_node, m.map_extra))
         add(ItemKind.MAP_DATA, i, m.name,
             struct.pack("<I", len(m.initial_data)) + bytes(m.initial_data))
+        if m.slots:
+            add(ItemKind.MAP_SLOTS, i, m.name, b"".join(
+                struct.pack("<III", slot.slot, int(slot.kind), slot.target) for slot in m.slots))
     add(ItemKind.ARTIFACT_NAME, 0, "", _text(artifact.name))
     for i, ext in enumerate(artifact.extensions):
         add(ItemKind.EXTENSION, i, f"type {ext.type:#x}",
