@@ -23,7 +23,7 @@ in the kernel's format (sigbpf.sign.pkcs7).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from sigbpf.errors import ArtifactError, FormatError, UsageError
@@ -143,8 +143,7 @@ def split_signed(artifact: "Artifact") -> tuple["Artifact", SignatureSection | N
         raise ArtifactError("the signature section is not the last section")
     if ext.entry_size != 0:
         raise ArtifactError(f"signature section entry size {ext.entry_size}, expected 0")
-    unsigned = Artifact(artifact.name, artifact.btf, artifact.programs, artifact.maps,
-                        artifact.kfuncs, artifact.extensions[:pos], artifact.version)
+    unsigned = replace(artifact, extensions=artifact.extensions[:pos])
     return unsigned, SignatureSection.decode(ext.data)
 
 
