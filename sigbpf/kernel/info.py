@@ -33,6 +33,10 @@ class ProgInfo:
     btf_id: int
     verified_insns: int
     gpl_compatible: bool
+    #: The kernel BTF type the program is bound to (fentry/lsm/tp_btf/...), 0 if none, and the
+    #: id of the BTF object it is in (0: vmlinux... as the kernel reports it).
+    attach_btf_id: int = 0
+    attach_btf_obj_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,7 @@ def prog_info(fd: Fd | int) -> ProgInfo:
         map_ids=tuple(array.array("I", bytes(maps))) if maps is not None else (),
         btf_id=info["btf_id"], verified_insns=info["verified_insns"],
         gpl_compatible=bool(info["gpl_compatible"] & 1),
+        attach_btf_id=info["attach_btf_id"], attach_btf_obj_id=info["attach_btf_obj_id"],
     )
 
 
