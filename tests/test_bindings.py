@@ -225,3 +225,28 @@ def test_signature_covers_the_names(art, key_pair) -> None:
 
     with pytest.raises(SignatureError, match="'events' definition: changed since signing"):
         verify_signed(tampered(cpu_rule_off), cert)
+
+
+@pytest.mark.parametrize("target, message", [
+    ("btf_trace_sched_wakeup", "func 'sched_wakeup' doesn't have 4-th argument"),
+    ("btf_trace_sched_switch", None),
+])
+def test_the_kernel_checks_a_renamed_attach_target_against_what_the_program_reads(
+        kernel, art, target, message) -> None:
+    """Measured (docs/FINDINGS.md): an attach target is bound by name, like a kfunc, and the
+    verifier then checks the program's context accesses against that target's prototype.  A
+    tp_btf program that reads sched_switch's third argument, bound by name to sched_wakeup
+    (one argument), is refused with EACCES and the verifier's own words."""
+    from sigbpf.kernel.loader import load_artifact
+
+    renamed = replace(art, programs=tuple(
+        replace(p, attach=AttachTarget(target, int(Kind.TYPEDEF))) if p.name == "on_switch"
+        else p for p in art.programs))
+    with load_artifact(renamed, programs=["on_switch"]) as loaded:
+        (outcome,) = loaded.report.programs
+        if message is None:
+            assert outcome.loaded
+        else:
+            assert not outcome.loaded and outcome.errno == 13 and outcome.refused_by == "kernel"
+            assert message in outcome.log
+            assert "invalid bpf_context access off=16 size=8" in outcome.log

@@ -35,6 +35,7 @@ struct {
 } outer SEC(".maps") = { .values = { [1] = &inner1 } };
 
 __u64 switches;
+__s32 last_next_pid;
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(tail_target, bool preempt, struct task_struct *prev, struct task_struct *next)
@@ -53,6 +54,7 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	__sync_fetch_and_add(&switches, 1);
+	last_next_pid = next->pid;
 	bpf_tail_call(ctx, &jmp, 0);
 	return 0;
 }
