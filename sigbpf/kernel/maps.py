@@ -1,4 +1,4 @@
-"""BPF maps in the kernel: create, update, look up, freeze.
+"""BPF maps in the kernel: create, update, look up, delete, iterate, freeze.
 
 ``create_map`` is ``BPF_MAP_CREATE`` with every field a loader needs (BTF
 key/value ids, ``map_extra``, and the 6.18 ``excl_prog_hash`` that makes a map
@@ -10,9 +10,11 @@ element at key 0 whose value is the section; ``.rodata`` is then frozen.
 from __future__ import annotations
 
 import ctypes
+import errno as errno_mod
 from enum import IntEnum
 
 from sigbpf.elf.maps import MapFlags, MapType
+from sigbpf.errors import KernelError
 from sigbpf.kernel import attr as A
 from sigbpf.kernel.syscall import Cmd, Fd, bpf
 
@@ -90,6 +92,34 @@ def lookup_elem(map_fd: Fd | int, key: bytes, value_size: int, *, what: str = "m
     buf = A.MAP_ELEM.pack(map_fd=int(map_fd), key=keep.ptr(key), value=ctypes.addressof(out))
     bpf(Cmd.MAP_LOOKUP_ELEM, buf, what=f"reading {what} (BPF_MAP_LOOKUP_ELEM)")
     return bytes(out)
+
+
+def delete_elem(map_fd: Fd | int, key: bytes, *, what: str = "map") -> None:
+    """``BPF_MAP_DELETE_ELEM`` (KernelError ENOENT when absent)."""
+    keep = A.Buffers()
+    buf = A.MAP_ELEM.pack(map_fd=int(map_fd), key=keep.ptr(key))
+    bpf(Cmd.MAP_DELETE_ELEM, buf, what=f"deleting from {what} (BPF_MAP_DELETE_ELEM)")
+
+
+def get_next_key(map_fd: Fd | int, key: bytes | None, key_size: int, *,
+                 what: str = "map") -> bytes | None:
+    """``BPF_MAP_GET_NEXT_KEY``: the key after *key* (None: the first key); None at the end.
+
+    A hash map answers an absent *key* with its first key (the kernel's rule), so
+    iteration that deletes the current key starts over; callers fetch the next key
+    before handing the current one out.
+    """
+    keep = A.Buffers()
+    out = keep.out(max(key_size, 1))
+    buf = A.MAP_ELEM.pack(map_fd=int(map_fd), key=keep.ptr(key) if key is not None else 0,
+                          value=ctypes.addressof(out))
+    try:
+        bpf(Cmd.MAP_GET_NEXT_KEY, buf, what=f"iterating {what} (BPF_MAP_GET_NEXT_KEY)")
+    except KernelError as err:
+        if err.errno == errno_mod.ENOENT:
+            return None
+        raise
+    return bytes(out)[:key_size]
 
 
 def freeze(map_fd: Fd | int, *, what: str = "map") -> None:
