@@ -40,6 +40,7 @@ import errno as errno_mod
 import struct
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from sigbpf.errors import ArtifactError, KernelError, ResolveError
@@ -131,7 +132,7 @@ class LoadedArtifact:
     #: The kernel's BTF objects (vmlinux, modules) the artifact's names were bound against.
     kernel_btfs: "KernelBTFs | None" = None
 
-    @property
+    @cached_property
     def maps(self) -> "dict[str, MapView]":
         """The artifact's maps by name (inner-map prototypes left out), each a
         :class:`~sigbpf.kernel.mapview.MapView`: lookup/update/delete/iterate, keys and
