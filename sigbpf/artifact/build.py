@@ -160,8 +160,12 @@ def _program_btf(obj: "BPFObject", file: str) -> bytes:
         return b""
     from sigbpf.artifact.prog_btf import program_btf
 
+    from sigbpf.elf.externs import ExternKind, kconfig_size
+
     hidden = [p.name for p in obj.subprograms if p.hidden]
-    return program_btf(obj.btf, obj.datasec_fixup, hidden, file=file).data
+    kconfig = {e.name: e.kconfig_offset for e in obj.externs if e.kind == ExternKind.KCONFIG}
+    return program_btf(obj.btf, obj.datasec_fixup, hidden, kconfig=kconfig,
+                       kconfig_size=kconfig_size(list(obj.externs)), file=file).data
 
 
 def _no_btf_map_types() -> frozenset[int]:

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from sigbpf.btf import BTF
 from sigbpf.btf import types as T
 from sigbpf.btf.kinds import FuncLinkage, VarLinkage
 from sigbpf.btf.marshal import assemble, type_words
-from sigbpf.elf.datasec import KSYMS_SECTION, DatasecFixup
+from sigbpf.elf.datasec import KCONFIG_SECTION, KSYMS_SECTION, DatasecFixup
 from sigbpf.errors import BTFError
 
 __all__ = ["DUMMY_KSYM", "ProgramBTF", "program_btf"]
@@ -66,13 +66,17 @@ def _first_int32(types: list[T.Type]) -> int:
 
 
 def program_btf(btf: BTF, fixup: DatasecFixup, static_funcs: Iterable[str] = (), *,
+                kconfig: Mapping[str, int] | None = None, kconfig_size: int = 0,
                 file: str | None = None) -> ProgramBTF:
     """Apply libbpf's load-time fixups to an object's BTF (see the module docstring).
 
     *fixup* is the object's DATASEC fix-up (:attr:`sigbpf.elf.BPFObject.datasec_fixup`,
     step 3: the ELF layer already checked that every DATASEC's section and every
     VAR's symbol exists, with libbpf's messages); *static_funcs* names the hidden
-    global subprograms.  Raises :class:`BTFError` for a malformed ``.ksyms``.
+    global subprograms; *kconfig* maps each kconfig extern to its offset in the
+    ``.kconfig`` map of *kconfig_size* bytes (libbpf's ``bpf_object__collect_externs``:
+    the VARs become global-allocated at those offsets).  Raises :class:`BTFError` for
+    a malformed ``.ksyms``.
     """
     if btf.base is not None:
         raise BTFError("program BTF cannot be split BTF", file=file)
@@ -126,6 +130,22 @@ def program_btf(btf: BTF, fixup: DatasecFixup, static_funcs: Iterable[str] = (),
             set_type(sec_id, fixed)
     for var_id in fixup.static_vars:
         set_type(var_id, replace(types[var_id - 1], linkage=VarLinkage.STATIC))
+
+    # 3b. .kconfig: VARs global-allocated at the extern's offset, the DATASEC sized
+    kconfig_id = _find(types, KCONFIG_SECTION, T.Datasec) if kconfig else 0
+    if kconfig_id:
+        sec = types[kconfig_id - 1]
+        assert isinstance(sec, T.Datasec)
+        placed = []
+        for vs in sec.vars:
+            var = types[vs.type - 1] if 0 < vs.type <= len(types) else None
+            if not isinstance(var, T.Var) or var.name not in kconfig:
+                raise BTFError(f"{KCONFIG_SECTION} entry refers to type {vs.type}, which is not "
+                               "a kconfig extern", file=file, type_id=kconfig_id)
+            set_type(vs.type, replace(var, linkage=VarLinkage.GLOBAL_ALLOCATED))
+            placed.append(replace(vs, offset=kconfig[var.name]))
+        placed.sort(key=lambda vs: vs.offset)  # the kernel wants increasing offsets
+        set_type(kconfig_id, replace(sec, size=kconfig_size, vars=tuple(placed)))
 
     # 4. hidden subprograms
     for name in static_funcs:

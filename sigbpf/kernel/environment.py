@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sigbpf.artifact.format import KconfigExtern
+    from sigbpf.artifact.format import KconfigExtern, Ksym
     from sigbpf.btf import BTF
     from sigbpf.kernel.kallsyms import Kallsyms
     from sigbpf.kernel.kconfig import KernelConfig, KernelFacts
@@ -66,28 +66,35 @@ class KernelEnvironment:
         return self._kallsyms
 
     def kconfig_map_data(self, externs: "Sequence[KconfigExtern]", size: int) -> bytes:
-        """The ``.kconfig`` map's value for *externs* (libbpf's rules; missing strong ones raise)."""
+        """The ``.kconfig`` map's value for *externs* (libbpf's rules; missing strong ones raise).
+
+        The config is read only when a ``CONFIG_*`` extern needs it, the facts only when a
+        ``LINUX_*`` one does, as libbpf does."""
         from sigbpf.elf.externs import KconfigType
-        from sigbpf.kernel.kconfig import KconfigSpec, kconfig_map_data
+        from sigbpf.kernel.kconfig import (KconfigSpec, KernelFacts, kconfig_map_data,
+                                           needs_config, needs_facts)
 
         specs = [KconfigSpec(e.name, e.offset, e.size, KconfigType(e.type), e.signed, e.weak)
                  for e in externs]
-        # Only externs that are not CONFIG_* values need the probed facts (LINUX_*).
-        needs_facts = any(not e.name.startswith("CONFIG_") for e in externs)
-        needs_config = any(e.name.startswith("CONFIG_") for e in externs)
-        return kconfig_map_data(specs, size, self.config if needs_config else None,
-                                self.facts if needs_facts else None)
+        config = self.config if needs_config(specs) else None
+        facts = self.facts if needs_facts(specs) else KernelFacts.unknown()
+        return kconfig_map_data(specs, size, config, facts)
 
-    def kallsyms_address(self, name: str, *, weak: bool = False) -> int:
-        """A typeless ksym's address (0 for a missing weak one)."""
-        return self.kallsyms.address(name, weak=weak)
+    def kallsyms_addresses(self, ksyms: "Sequence[Ksym]") -> dict[str, int]:
+        """The typeless ksyms' addresses (0 for missing weak ones), by libbpf's rules: every
+        ksym variable takes part in the ambiguity check, only typeless ones get an address."""
+        from sigbpf.kernel.kallsyms import KsymSpec
 
-    def resolve_ksym_var(self, name: str, prog_btf: "BTF", local_id: int,
+        return self.kallsyms.resolve_all(KsymSpec(y.name, y.weak, y.typed) for y in ksyms)
+
+    def resolve_ksym_var(self, name: str, prog_btf: "BTF", var_id: int,
                          kernel: "KernelBTFs", *, weak: bool = False) -> tuple[int, int] | None:
-        """A typed ksym: (kernel VAR id, BTF object fd: 0 for vmlinux), None for a missing weak one."""
-        from sigbpf.kernel.kallsyms import resolve_ksym_var
+        """A typed ksym (its VAR *var_id* in the program BTF): (kernel VAR id, BTF object fd:
+        0 for vmlinux), or None for a missing weak one; libbpf's type-compatibility rule."""
+        from sigbpf.btf.ksyms import resolve_ksym_var
 
-        found = resolve_ksym_var(name, prog_btf, local_id, kernel.vmlinux, kernel.modules,
+        local_type = prog_btf[var_id].type  # type: ignore[union-attr]
+        found = resolve_ksym_var(name, prog_btf, local_type, kernel.vmlinux, kernel.modules,
                                  weak=weak)
         if found is None:
             return None

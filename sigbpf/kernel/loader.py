@@ -458,11 +458,12 @@ def _bind_ksyms(loaded: LoadedArtifact, artifact: "Artifact", prog_btf: "BTF | N
     from sigbpf.asm import PseudoLdImm64
 
     assert loaded.kernel_btfs is not None
+    addresses = env.kallsyms_addresses(artifact.ksyms)
     out = []
     for ksym in artifact.ksyms:
         if not ksym.typed:
-            addr = env.kallsyms_address(ksym.name, weak=ksym.weak)
-            out.append(_KsymValue(0, addr & 0xFFFFFFFF, addr >> 32))
+            low, high = struct.unpack("<ii", struct.pack("<Q", addresses[ksym.name]))
+            out.append(_KsymValue(0, low, high))
             continue
         if prog_btf is None:
             raise ArtifactError(f"ksym '{ksym.name}': typed, but the artifact has no program BTF")
