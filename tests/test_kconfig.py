@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from sigbpf.artifact.format import MapKind
+from sigbpf.btf import BTF
 from sigbpf.elf import BPFObject
 from sigbpf.elf.externs import ExternKind, KconfigType, kconfig_size
 from sigbpf.errors import ArtifactError, CompatError, FormatError, NotFoundError, SigbpfError
@@ -614,3 +616,51 @@ def test_libbpf_object_refusals(kernel, bpf_object, facts, case):
     with pytest.raises(SigbpfError) as err:
         resolve_kconfig(specs, size, _running_config_or_skip(), facts)
     assert all(e in str(err.value) for e in expected), (expected, str(err.value))
+
+
+def test_loaded_artifact_has_libbpfs_kconfig_map(kernel, bpf_object):
+    """End to end: `sigbpf build` + `load_artifact` write into the artifact's .kconfig map the
+    bytes libbpf writes into its own, and the program runs and reads them (format 1.1: the
+    artifact carries the names and types, the loader the running kernel's values)."""
+    from sigbpf.artifact.build import build_artifact
+    from sigbpf.kernel.loader import load_artifact
+
+    path = bpf_object("kconfig_system")
+    ref = libbpf_load(path)
+    assert ref.rc == 0 and ref.kconfig_map is not None
+    art = build_artifact(path)
+    assert [k.name for k in art.kconfig] == [s.name for s in _specs(path)[0]]
+    with load_artifact(art, run=True) as loaded:
+        assert loaded.report.ok, loaded.report.programs
+        (kconfig_map,) = [v for v in loaded.maps.values() if v.spec.kind == MapKind.KCONFIG]
+        assert kconfig_map.lookup_bytes(0) == ref.kconfig_map
+
+
+def test_loaded_artifact_binds_ksyms_like_libbpf(kernel, bpf_object):
+    """The ld_imm64 of each ksym, as the loader hands it to the kernel, is what libbpf
+    relocates it to (typeless: the kallsyms address; typed: BPF_PSEUDO_BTF_ID + vmlinux id)."""
+    from sigbpf.artifact.build import build_artifact
+    from sigbpf.asm import Instruction
+    from sigbpf.kernel import loader as L
+    from sigbpf.kernel.environment import KernelEnvironment
+    from sigbpf.kernel.kernel_btf import KernelBTFs
+
+    path = bpf_object("ksym_vars")
+    ref = libbpf_load(path)
+    art = build_artifact(path)
+    assert art.ksyms and any(p.ksym_sites for p in art.programs)
+    loaded = L.LoadedArtifact(L.LoadReport(L.Resolution.USERSPACE, ""), artifact=art,
+                              kernel_btfs=KernelBTFs(BTF.load_vmlinux()))
+    try:
+        values = L._bind_ksyms(loaded, art, BTF.parse(art.btf), KernelEnvironment.running())
+        for prog in art.programs:
+            if not prog.ksym_sites:
+                continue
+            ours = L._apply_ksyms(prog, list(prog.insns), values)
+            theirs = Instruction.decode(ref.insns[prog.name])
+            for site in prog.ksym_sites:
+                a, b = ours[site.insn:site.insn + 2], theirs[site.insn:site.insn + 2]
+                assert (a[0].src, a[0].imm, a[1].imm) == (b[0].src, b[0].imm, b[1].imm), \
+                    (prog.name, art.ksyms[site.ksym].name)
+    finally:
+        loaded.close()

@@ -271,7 +271,7 @@ def _relocate(obj: "BPFObject", linked: LinkedProgram, kfunc_index: dict[str, in
             index = ksym_index.get(ext.name)
             if index is None:
                 index = ksym_index[ext.name] = len(ksyms)
-                ksyms.append(Ksym(ext.name, ext.btf_id, typed=ext.type_id != 0, weak=ext.weak))
+                ksyms.append(Ksym(ext.name, ext.btf_id, type_id=ext.type_id, weak=ext.weak))
             typed = ksyms[index].typed
             insns[at] = insn.replace(src=PseudoLdImm64.BTF_ID if typed else 0,
                                      imm=ext.btf_id if typed else 0)

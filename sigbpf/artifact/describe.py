@@ -151,7 +151,8 @@ def describe(art: Artifact) -> dict[str, Any]:
         "kfuncs": kfuncs,
         "kconfig": [{"name": k.name, "type": _kconfig_type_name(k.type), "offset": k.offset,
                      "size": k.size, "weak": k.weak, "signed": k.signed} for k in art.kconfig],
-        "ksyms": [{"name": y.name, "btf_id": y.btf_id, "typed": y.typed, "weak": y.weak}
+        "ksyms": [{"name": y.name, "btf_id": y.btf_id, "type_id": y.type_id, "typed": y.typed,
+                   "weak": y.weak}
                   for y in art.ksyms],
         "extensions": [{"type": e.type, "size": len(e.data)} for e in art.extensions],
     }
@@ -221,7 +222,8 @@ def render_text(info: dict[str, Any]) -> str:
     if info["ksyms"]:
         lines.append(f"ksyms: {len(info['ksyms'])} (addresses bound at load time)")
         for y in info["ksyms"]:
-            how = f"typed, prog-BTF VAR [{y['btf_id']}]" if y["typed"] else "typeless (kallsyms)"
+            how = (f"typed, prog-BTF VAR [{y['btf_id']}] declared as type [{y['type_id']}]"
+                   if y["typed"] else "typeless (kallsyms)")
             lines.append(f"  {y['name']}{' (weak)' if y['weak'] else ''}: {how}")
     for e in info["extensions"]:
         lines.append(f"extension section {e['type']:#x}: {e['size']} bytes")

@@ -125,7 +125,6 @@ class ExternFlags(IntFlag):
     NONE = 0
     WEAK = 1  # declared __weak: a kernel may lack it (its value is then 0)
     SIGNED = 2  # kconfig: a signed integer type
-    TYPED = 4  # ksym: typed (a VAR resolved in kernel BTF), else typeless (kallsyms address)
 
 
 class SlotKind(IntEnum):
@@ -157,7 +156,7 @@ _META = struct.Struct("<II")
 _PROGRAM = struct.Struct("<18I")
 _MAP = struct.Struct("<12IiIIIQ")
 _KCONFIG = struct.Struct("<5I")  # name_off, type, offset, size, flags
-_KSYM = struct.Struct("<III")  # name_off, btf_id, flags
+_KSYM = struct.Struct("<IIII")  # name_off, btf_id, type_id, flags
 _KSYM_SITE = struct.Struct("<III")  # program, insn, ksym
 _ATTACH = struct.Struct("<IIII")  # program, btf kind, name_off, module_off
 _MAP_SLOT = struct.Struct("<IIII")  # map, slot, kind, target
@@ -245,8 +244,14 @@ class Ksym:
 
     name: str
     btf_id: int
-    typed: bool
+    #: The type the variable was declared with, in the program BTF (0: typeless).  The
+    #: VAR's own type is ``int`` there: libbpf's fix-up, which the kernel needs.
+    type_id: int = 0
     weak: bool = False
+
+    @property
+    def typed(self) -> bool:
+        return self.type_id != 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -625,8 +630,9 @@ def _encode_1_1(art: Artifact, strings: _Strings) -> list[tuple[int, int, bytes]
     for y in art.ksyms:
         if not y.name:
             raise ArtifactError("ksym without a name")
-        flags = (ExternFlags.WEAK if y.weak else 0) | (ExternFlags.TYPED if y.typed else 0)
-        ksyms += _KSYM.pack(strings.add(y.name), _check_u32(y.btf_id, "ksym btf_id"), int(flags))
+        ksyms += _KSYM.pack(strings.add(y.name), _check_u32(y.btf_id, "ksym btf_id"),
+                            _check_u32(y.type_id, "ksym type_id"),
+                            int(ExternFlags.WEAK if y.weak else ExternFlags.NONE))
     sites = bytearray()
     attach = bytearray()
     for i, prog in enumerate(art.programs):
@@ -929,14 +935,13 @@ def _decode_1_1(art: Artifact, core: dict[SectionType, _Section], string) -> Art
                                      bool(flags & ExternFlags.SIGNED)))
     ks_sec = core[SectionType.KSYMS]
     ksyms = []
-    for i, (y_name, btf_id, flags) in enumerate(ks_sec.records(_KSYM)):
-        if flags & ~int(ExternFlags.WEAK | ExternFlags.TYPED):
-            raise ks_sec.error(f"unknown ksym flags {flags:#x}", i, 8)
+    for i, (y_name, btf_id, type_id, flags) in enumerate(ks_sec.records(_KSYM)):
+        if flags & ~int(ExternFlags.WEAK):
+            raise ks_sec.error(f"unknown ksym flags {flags:#x}", i, 12)
         yname = string(y_name, ks_sec, i, 0)
         if not yname:
             raise ks_sec.error("ksym has no name", i, 0)
-        ksyms.append(Ksym(yname, btf_id, bool(flags & ExternFlags.TYPED),
-                          bool(flags & ExternFlags.WEAK)))
+        ksyms.append(Ksym(yname, btf_id, type_id, bool(flags & ExternFlags.WEAK)))
 
     nprog, nmap = len(art.programs), len(art.maps)
     site_sec = core[SectionType.KSYM_SITES]

@@ -63,7 +63,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from sigbpf.artifact.format import Artifact
-    from sigbpf.kernel.loader import LoadReport
+    from sigbpf.kernel.attach import AttachOptions, AttachResult
+    from sigbpf.kernel.bpffs import Pinned
+    from sigbpf.kernel.loader import LoadedArtifact, LoadReport
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -88,7 +90,44 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "that userspace verified the signature")
     parser.add_argument("--resolution", choices=("auto", "kernel", "userspace"), default="auto",
                         help="who resolves src_reg 3 kfunc calls (default: probe the kernel)")
+    parser.add_argument("--programs", metavar="NAME,...",
+                        help="load only these programs (default: every program whose section "
+                             "does not start with '?', as libbpf)")
+    parser.add_argument("--skip-missing", action="store_true",
+                        help="skip (and report) programs whose attach target this kernel lacks, "
+                             "instead of failing")
     add_check_flags(parser)
+    _configure_attach(parser)
+
+
+def _configure_attach(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "attaching", "attach the loaded programs as libbpf's auto-attach does, from each "
+                     "program's section name (kprobe/FUNC, tp/CAT/NAME, fentry/FUNC, lsm/HOOK, "
+                     "xdp, cgroup/connect4, ...)")
+    group.add_argument("--attach", action="store_true",
+                       help="attach every loaded program; without --pin stay in the foreground "
+                            "until SIGINT/SIGTERM (or --duration), then detach")
+    group.add_argument("--pin", metavar="DIR",
+                       help="pin maps, programs and links under DIR (on bpffs; new or empty): "
+                            "DIR/maps/NAME, DIR/progs/NAME, DIR/links/NAME; then exit, leaving "
+                            "them loaded and attached (`sigbpf unload DIR` takes them down)")
+    group.add_argument("--iface", metavar="NAME",
+                       help="network interface for xdp, tc/tcx and netkit programs")
+    group.add_argument("--cgroup", metavar="PATH",
+                       help="cgroup v2 directory for cgroup/*, cgroup_skb/*, sockops and "
+                            "lsm_cgroup programs")
+    group.add_argument("--netns", metavar="PATH",
+                       help="network namespace file (/proc/self/ns/net, /run/netns/NAME) for "
+                            "sk_lookup and flow_dissector programs")
+    group.add_argument("--sockmap", metavar="MAP",
+                       help="name of the object's sockmap/sockhash for sk_msg and sk_skb programs")
+    group.add_argument("--perf-event", metavar="EVENT",
+                       help="event sampled by perf_event programs, on every online CPU: a name "
+                            "(cpu-clock, cycles, ...) or TYPE:CONFIG, with :freq=HZ (default 99) "
+                            "or :period=N")
+    group.add_argument("--duration", metavar="SECONDS", type=float,
+                       help="with --attach and no --pin: detach and exit after SECONDS")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--ctx goes with --run (the context is for BPF_PROG_RUN)")
     if args.keyring is not None and args.cert is None:
         raise UsageError("--keyring needs --cert (the signature is verified in userspace first)")
+    attach_options = _attach_options(args)
     data = read_input(args.input)
     signatures: dict[str, bytes] | None = None
     verified_note = None
@@ -119,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
             verified_note = ("the artifact is signed, but its signature was NOT verified "
                              "(give --cert CERT to verify it before loading)")
             signature_doc = {"verified": False}
+    if args.attach or args.pin:
+        _check_before_loading(artifact, args, attach_options)
 
     keyring_id = None
     key_serial = None
@@ -140,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
             loaded = load_artifact(artifact, run=args.run, ctx=ctx,
                                    resolution=None if args.resolution == "auto" else args.resolution,
                                    signatures=signatures, keyring_id=keyring_id, checks=options,
-                                   file=args.input)
+                                   file=args.input, skip_missing=args.skip_missing,
+                                   programs=([n for n in args.programs.split(",") if n]
+                                             if args.programs else None))
         except KernelError as err:
             if err.log and not args.json:
                 print(f"kernel log:\n{err.log.rstrip()}")
@@ -154,21 +198,35 @@ def run(args: argparse.Namespace) -> int:
         report = loaded.report
         if verified_note:
             report.notes.insert(0, verified_note)
+        failures = [p for p in report.programs if not p.loaded or p.error]
+        attached = pinned = None
+        if not failures and (args.attach or args.pin):
+            # All or nothing: an error here detaches and unpins what was made, and
+            # `with loaded` closes every fd; nothing stays attached or pinned.
+            attached, pinned = _attach_and_pin(loaded, args, attach_options)
         if args.json:
             doc = report.as_json()
             if signature_doc is not None:
                 signature_doc["notes"] = [n for n in report.notes if n == verified_note
                                           or "differ from the signed ones" in n]
                 doc["signature"] = signature_doc
+            if attached is not None:
+                doc.update(attached.as_json())
+            if pinned is not None:
+                doc["pinned"] = pinned.as_json()
             emit_json(doc)
         else:
             _print_text(report, args.run)
-        failures = [p for p in report.programs if not p.loaded or p.error]
+            _print_attached(attached, pinned)
         if failures:
             first = failures[0]
             more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            if args.attach or args.pin:
+                more += "; nothing attached or pinned"
             print(f"sigbpf: error: {first.error or first.name + ' refused'}{more}", file=sys.stderr)
             return 1
+        if attached is not None and pinned is None:
+            _hold(loaded, attached, args)
     return 0
 
 
@@ -237,6 +295,8 @@ def _print_text(report: "LoadReport", run: bool) -> None:
     print(f"resolution: {report.resolution.value} ({report.probe_detail})")
     for note in report.notes:
         print(f"note: {note}")
+    for name, why in report.skipped:
+        print(f"program {name}: skipped: {why}")
     if report.kfuncs:
         print("kfuncs:")
         width = max(len(k.name) for k in report.kfuncs)
@@ -259,4 +319,87 @@ def _print_text(report: "LoadReport", run: bool) -> None:
         elif p.ran:
             print(f"program {p.name}: loaded, ran, retval {p.retval}")
         else:
-            print(f"program {p.name}: loaded" + (" (not run)" if run else ""))
+            target = f" (attach target {p.attach_btf})" if p.attach_btf else ""
+            print(f"program {p.name}: loaded{target}" + (" (not run)" if run else ""))
+
+
+# --- attaching and pinning (--attach, --pin) ---------------------------------------------------
+
+def _attach_options(args: argparse.Namespace) -> "AttachOptions":
+    """The attach targets given, after checking that the attach flags go together."""
+    from sigbpf.errors import UsageError
+    from sigbpf.kernel.attach import AttachOptions
+
+    targets = {"--iface": args.iface, "--cgroup": args.cgroup, "--netns": args.netns,
+               "--sockmap": args.sockmap, "--perf-event": args.perf_event,
+               "--duration": args.duration}
+    if not args.attach:
+        given = [flag for flag, value in targets.items() if value is not None]
+        if given:
+            raise UsageError(f"{given[0]} goes with --attach")
+    if args.duration is not None:
+        if args.pin:
+            raise UsageError("--duration and --pin exclude each other (with --pin the programs "
+                             "stay attached after sigbpf exits)")
+        if not args.duration > 0:
+            raise UsageError(f"--duration {args.duration:g}: must be a positive number of seconds")
+    return AttachOptions(iface=args.iface, cgroup=args.cgroup, netns=args.netns,
+                         sockmap=args.sockmap, perf_event=args.perf_event)
+
+
+def _check_before_loading(artifact: "Artifact", args: argparse.Namespace,
+                          options: "AttachOptions") -> None:
+    """Fail before anything reaches the kernel when a program needs a target option that
+    was not given (or names one that does not exist), or the --pin directory is unusable."""
+    from sigbpf.kernel.attach import plan_attach
+    from sigbpf.kernel.bpffs import check_pin_dir
+
+    if args.pin:
+        check_pin_dir(args.pin)
+    if args.attach:
+        wanted = set(n for n in args.programs.split(",") if n) if args.programs else None
+        for program in artifact.programs:
+            if (program.name in wanted) if wanted is not None else program.autoload:
+                plan_attach(program, options)
+
+
+def _attach_and_pin(loaded: "LoadedArtifact", args: argparse.Namespace,
+                    options: "AttachOptions") -> "tuple[AttachResult | None, Pinned | None]":
+    from sigbpf.kernel.attach import attach_loaded
+    from sigbpf.kernel.bpffs import pin_loaded
+
+    attached = attach_loaded(loaded, options) if args.attach else None
+    pinned = pin_loaded(loaded, args.pin) if args.pin else None
+    return attached, pinned
+
+
+def _print_attached(attached: "AttachResult | None", pinned: "Pinned | None") -> None:
+    if attached is not None:
+        for a in attached.attachments:
+            print(f"attached: {a.describe()}")
+        for plan in attached.skipped:
+            print(f"not attached: program {plan.program} ({plan.section}): {plan.reason}")
+    if pinned is not None:
+        print(f"pinned under {pinned.directory}: {len(pinned.maps)} maps, {len(pinned.progs)} "
+              f"programs, {sum(len(p) for p in pinned.links.values())} links "
+              f"(sigbpf unload {pinned.directory} takes them down)")
+    sys.stdout.flush()
+
+
+def _hold(loaded: "LoadedArtifact", attached: "AttachResult", args: argparse.Namespace) -> None:
+    """Stay attached until SIGINT/SIGTERM or --duration, then detach everything."""
+    from sigbpf.kernel.attach import wait_for_signal
+
+    if not args.json:
+        until = f"for {args.duration:g} s" if args.duration else "until SIGINT or SIGTERM"
+        print(f"holding {len(attached.attachments)} attachments {until}", flush=True)
+    else:
+        sys.stdout.flush()
+    why = wait_for_signal(args.duration)
+    count = len(attached.attachments)
+    for attachment in attached.attachments:
+        attachment.detach()
+        if attachment in loaded.links:
+            loaded.links.remove(attachment)
+    if not args.json:
+        print(f"detached {count} attachments ({why})", flush=True)

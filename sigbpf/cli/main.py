@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resolve": ("resolve_cmd", "run the verifier's PROG_BTF kfunc resolution pass"),
     "check": ("check_cmd", "check an artifact against one or many kernels' BTF"),
     "load": ("load_cmd", "load (and run) an artifact or object in the running kernel"),
+    "unload": ("unload_cmd", "detach and unpin what `load --pin DIR` left pinned"),
     "keygen": ("keygen_cmd", "make a signing key and self-signed certificate"),
     "sign": ("sign_cmd", "sign a portable artifact"),
     "verify": ("verify_cmd", "verify a signed artifact"),

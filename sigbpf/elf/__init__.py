@@ -13,14 +13,14 @@ Public API::
         obj.ext_info_of(prog)                     # func_info, line_info, core_relos
     obj.maps, obj.externs, obj.license, obj.kern_version, obj.btf, obj.btf_ext
 
-Modules, one concept each: :mod:`.reader` (ELF via pyelftools), :mod:`.sections`
+Modules, one concept each: :mod:`.reader` (the ELF container), :mod:`.sections`
 (sections and symbols), :mod:`.programs`, :mod:`.progtypes` (ProgType,
 AttachType, ProgFlags and libbpf's section table), :mod:`.relocations`,
 :mod:`.maps` (BTF-defined maps, MapType), :mod:`.datasec` (global data maps),
 :mod:`.externs`, :mod:`.btf_ext`, :mod:`.object` (:class:`BPFObject`).
 
 Reading an object is deterministic and never touches ``/sys`` or the kernel.
-Importing this package is cheap: pyelftools is imported on first read.
+Importing this package is cheap: each module is imported on first use.
 """
 
 from __future__ import annotations

@@ -1,17 +1,20 @@
-"""Reading the ELF container of a BPF object with pyelftools.
+"""Reading the ELF container of a BPF object.
 
 :func:`read_elf` turns bytes into an :class:`ElfFile`: the byte order, the
 sections (with their contents), the one symbol table and the ``Elf64_Rel``
-entries of every ``SHT_REL`` section.  It is the only module of sigbpf that
-touches pyelftools, which it imports when first called.
+entries of every ``SHT_REL`` section.  It reads the ELF64 structures itself
+with :mod:`struct`, with pyelftools' answers (``sigbpf load OBJ`` no longer pays
+the ~20 ms of importing pyelftools); :func:`read_named_section` (a section
+of *any* ELF file, e.g. ``.BTF_ids`` of a vmlinux) still uses pyelftools,
+imported when first called.
 
 Every way the bytes can be wrong becomes an :class:`~sigbpf.errors.ELFError`
 with the file name (and the byte offset when there is one): not an ELF file,
 not 64-bit, not BPF (``e_machine`` != 247), not relocatable, a section that
 runs past the end of the file, a symbol table or relocation section with the
 wrong entry size, no symbol table ("stripped object file?", as libbpf says).
-pyelftools' own exceptions (and the ``struct``/``construct`` errors it lets
-through on truncated input) are turned into the same one-line error.
+``struct`` errors on truncated input, and pyelftools' own exceptions in
+:func:`read_named_section`, are turned into the same one-line error.
 """
 
 from __future__ import annotations
@@ -109,12 +112,11 @@ def read_elf(data: bytes, file: str | None = None) -> ElfFile:
     """Parse *data* as a BPF ELF object; raises :class:`ELFError` for anything else."""
     data = bytes(data)
     order = _check_ident(data, file)
-    failures = _pyelftools_failures()
     try:
         return _read(data, order, file)
     except ELFError:
         raise
-    except failures as err:
+    except (struct.error, ValueError, IndexError, OverflowError) as err:
         raise ELFError(f"truncated or malformed ELF ({type(err).__name__}: {_short(err)})",
                        file=file) from None
 
@@ -153,27 +155,49 @@ def _short(err: BaseException) -> str:
 
 
 def _read(data: bytes, order: Literal["little", "big"], file: str | None) -> ElfFile:
-    from elftools.elf import enums
-    from elftools.elf.elffile import ELFFile
+    """Section headers, symbols and ``Elf64_Rel`` entries, read with :mod:`struct`.
 
-    elf = ELFFile(io.BytesIO(data))
-    sh_types = dict(enums.ENUM_SH_TYPE_BASE)
-    sh_types.setdefault("SHT_LLVM_ADDRSIG", int(SectionType.LLVM_ADDRSIG))
+    The same answers as pyelftools' ``ELFFile`` (which this module used
+    before; ``tests/test_elf_reader.py`` compares the two on every test object
+    and on damaged ones): ``e_shnum`` 0 means the count is section 0's
+    ``sh_size``, ``e_shstrndx`` ``SHN_XINDEX`` means the index is section 0's
+    ``sh_link``, and a name is the string at its offset, up to the next NUL
+    anywhere in the file ("" if there is none), decoded as UTF-8 with
+    replacement characters.  Importing pyelftools cost more than reading a
+    whole object (~20 ms of ``sigbpf load``).
+    """
+    e = "<" if order == "little" else ">"
+    (shoff,) = struct.unpack_from(e + "Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", data, 0x3A)
+    shdr = struct.Struct(e + "IIQQQQIIQQ")  # Elf64_Shdr
+    headers = []
+    if shoff:
+        if shentsize != _SHDR_SIZE:
+            raise ELFError(f"section header size {shentsize}, expected {_SHDR_SIZE}", file=file,
+                           offset=0x3A)
+        if shnum == 0:  # SHN_UNDEF: the real count is in section 0's sh_size
+            shnum = shdr.unpack_from(data, shoff)[5]
+        if shoff + shnum * _SHDR_SIZE > len(data):
+            raise ELFError(f"section header table ({shnum} entries at offset {shoff}) runs past the "
+                           f"end of the file ({len(data)} bytes; truncated?)", file=file, offset=0x28)
+        headers = list(shdr.iter_unpack(data[shoff:shoff + shnum * _SHDR_SIZE]))
+    if shstrndx == 0xFFFF and headers:  # SHN_XINDEX: the index is in section 0's sh_link
+        shstrndx = headers[0][6]
+    if headers and shstrndx >= len(headers):
+        raise ELFError(f"section name string table {shstrndx} does not exist "
+                       f"({len(headers)} sections)", file=file, offset=0x3E)
+    names_at = headers[shstrndx][4] if headers else 0
     sections: list[Section] = []
     symtab_index = -1
-    for index in range(elf.num_sections()):
-        sec = elf.get_section(index)
-        h = sec.header
-        sh_type = _number(h["sh_type"], sh_types)
-        offset, size = int(h["sh_offset"]), int(h["sh_size"])
+    for index, (sh_name, sh_type, flags, _addr, offset, size, link, info, _align, entsize) in \
+            enumerate(headers):
+        name = _string(data, names_at + sh_name)
         if sh_type not in (SectionType.NOBITS, SectionType.NULL) and offset + size > len(data):
-            raise ELFError(f"section {index} ({sec.name or '?'}) extends past the end of the file "
+            raise ELFError(f"section {index} ({name or '?'}) extends past the end of the file "
                            f"({offset}+{size} > {len(data)} bytes; truncated?)", file=file, offset=offset)
         contents = b"" if sh_type in (SectionType.NOBITS, SectionType.NULL) else data[offset:offset + size]
-        sections.append(Section(index=index, name=sec.name, type=sh_type, flags=int(h["sh_flags"]),
-                                offset=offset, size=size, link=int(h["sh_link"]),
-                                info=int(h["sh_info"]), entsize=int(h["sh_entsize"]),
-                                data=contents))
+        sections.append(Section(index=index, name=name, type=sh_type, flags=flags, offset=offset,
+                                size=size, link=link, info=info, entsize=entsize, data=contents))
         if sh_type == SectionType.SYMTAB:
             if symtab_index >= 0:
                 raise ELFError("multiple symbol tables", file=file, offset=offset)
@@ -186,7 +210,7 @@ def _read(data: bytes, order: Literal["little", "big"], file: str | None) -> Elf
                        file=file, offset=symtab.offset)
     if not 0 < symtab.link < len(sections) or sections[symtab.link].type != SectionType.STRTAB:
         raise ELFError("symbol strings section missing or invalid", file=file, offset=symtab.offset)
-    symbols = _read_symbols(elf.get_section(symtab_index), len(sections), file)
+    symbols = _read_symbols(data, e, symtab, sections[symtab.link].offset, len(sections), file)
     rels: dict[int, tuple[RelEntry, ...]] = {}
     for sec in sections:
         if sec.type != SectionType.REL:
@@ -198,33 +222,34 @@ def _read(data: bytes, order: Literal["little", "big"], file: str | None) -> Elf
             raise ELFError(f"relocation section {sec.name} applies to section {sec.info}, "
                            f"which does not exist", file=file, offset=sec.offset)
         entries = []
-        for rel in elf.get_section(sec.index).iter_relocations():
-            e = rel.entry
-            if e["r_info_sym"] >= len(symbols):
-                raise ELFError(f"relocation in {sec.name} at {e['r_offset']:#x} refers to symbol "
-                               f"{e['r_info_sym']}, the table has {len(symbols)}",
+        for r_offset, r_info in struct.iter_unpack(e + "QQ", sec.data):  # Elf64_Rel
+            sym = r_info >> 32
+            if sym >= len(symbols):
+                raise ELFError(f"relocation in {sec.name} at {r_offset:#x} refers to symbol "
+                               f"{sym}, the table has {len(symbols)}",
                                file=file, offset=sec.offset)
-            entries.append(RelEntry(int(e["r_offset"]), int(e["r_info_sym"]), int(e["r_info_type"])))
+            entries.append(RelEntry(r_offset, sym, r_info & 0xFFFFFFFF))
         rels[sec.index] = tuple(entries)
     return ElfFile(byteorder=order, sections=tuple(sections), symbols=symbols,
                    symtab_index=symtab_index, rels=rels)
 
 
-def _read_symbols(symtab, section_count: int, file: str | None) -> tuple[Symbol, ...]:
-    from elftools.elf import enums
+def _string(data: bytes, pos: int) -> str:
+    """The NUL-terminated string at *pos* of the file, as pyelftools reads it ("" if unterminated)."""
+    end = data.find(b"\0", pos)
+    return "" if end < 0 else data[pos:end].decode("utf-8", "replace")
 
-    types, binds = enums.ENUM_ST_INFO_TYPE, enums.ENUM_ST_INFO_BIND
-    vis, shndx_names = enums.ENUM_ST_VISIBILITY, enums.ENUM_ST_SHNDX
+
+def _read_symbols(data: bytes, e: str, symtab: Section, names_at: int, section_count: int,
+                  file: str | None) -> tuple[Symbol, ...]:
     out: list[Symbol] = []
-    for i, sym in enumerate(symtab.iter_symbols()):
-        e = sym.entry
-        shndx = _number(e["st_shndx"], shndx_names)
-        out.append(Symbol(index=i, name=sym.name, value=int(e["st_value"]), size=int(e["st_size"]),
-                          type=_number(e["st_info"]["type"], types),
-                          bind=_number(e["st_info"]["bind"], binds),
-                          visibility=_number(e["st_other"]["visibility"], vis),
-                          shndx=shndx))
+    # Elf64_Sym: st_name, st_info, st_other, st_shndx, st_value, st_size
+    for i, (st_name, st_info, st_other, shndx, value, size) in \
+            enumerate(struct.iter_unpack(e + "IBBHQQ", symtab.data)):
+        name = _string(data, names_at + st_name)
+        out.append(Symbol(index=i, name=name, value=value, size=size, type=st_info & 0xF,
+                          bind=st_info >> 4, visibility=st_other & 0x7, shndx=shndx))
         if shndx != SHN_UNDEF and shndx < 0xFF00 and shndx >= section_count:
-            raise ELFError(f"symbol {i} ({sym.name}) is in section {shndx}, which does not exist",
-                           file=file, offset=symtab["sh_offset"] + i * SYM_SIZE)
+            raise ELFError(f"symbol {i} ({name}) is in section {shndx}, which does not exist",
+                           file=file, offset=symtab.offset + i * SYM_SIZE)
     return tuple(out)

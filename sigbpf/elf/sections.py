@@ -1,7 +1,7 @@
 """ELF sections and symbols of a BPF object, as plain values.
 
 :class:`Section` and :class:`Symbol` are what :mod:`sigbpf.elf.reader` makes
-out of pyelftools' structures: numbers instead of strings, the section's
+out of the ELF structures: numbers instead of strings, the section's
 bytes read once, nothing that keeps the file open.  The enums carry the ELF
 constants the object model needs (``SHT_*``, ``SHF_*``, ``STT_*``, ``STB_*``,
 ``STV_*``, special section indexes).

@@ -142,6 +142,54 @@ OBJ_PIN = Layout("obj_pin", 24, {
     "pathname": _u64(0), "bpf_fd": _u32(8), "file_flags": _u32(12), "path_fd": _s32(16),
 })
 
+#: BPF_RAW_TRACEPOINT_OPEN (``attr.raw_tracepoint``): *name* NULL attaches a BTF-typed program
+#: (tp_btf, fentry/fexit/fmod_ret, lsm) at the target it was loaded for.
+RAW_TRACEPOINT_OPEN = Layout("raw_tracepoint", 24, {
+    "name": _u64(0), "prog_fd": _u32(8), "cookie": _u64(16),
+})
+
+#: BPF_LINK_CREATE (``attr.link_create``).  The union after ``flags`` (offset 16) holds one
+#: member per attach type; its fields are named ``member.field`` (``kprobe_multi.syms``), the
+#: anonymous ones (``target_btf_id``, ``iter_info``) by their own name.  ``prog_fd``/``map_fd``
+#: and ``target_fd``/``target_ifindex`` are unions too: the same bytes under two names.
+LINK_CREATE = Layout("link_create", 64, {
+    "prog_fd": _u32(0), "map_fd": _u32(0), "target_fd": _u32(4), "target_ifindex": _u32(4),
+    "attach_type": _u32(8), "flags": _u32(12),
+    "target_btf_id": _u32(16), "iter_info": _u64(16), "iter_info_len": _u32(24),
+    "perf_event.bpf_cookie": _u64(16),
+    "kprobe_multi.flags": _u32(16), "kprobe_multi.cnt": _u32(20), "kprobe_multi.syms": _u64(24),
+    "kprobe_multi.addrs": _u64(32), "kprobe_multi.cookies": _u64(40),
+    "tracing.target_btf_id": _u32(16), "tracing.cookie": _u64(24),
+    "netfilter.pf": _u32(16), "netfilter.hooknum": _u32(20), "netfilter.priority": _s32(24),
+    "netfilter.flags": _u32(28),
+    "tcx.relative_fd": _u32(16), "tcx.relative_id": _u32(16), "tcx.expected_revision": _u64(24),
+    "uprobe_multi.path": _u64(16), "uprobe_multi.offsets": _u64(24),
+    "uprobe_multi.ref_ctr_offsets": _u64(32), "uprobe_multi.cookies": _u64(40),
+    "uprobe_multi.cnt": _u32(48), "uprobe_multi.flags": _u32(52), "uprobe_multi.pid": _u32(56),
+    "netkit.relative_fd": _u32(16), "netkit.relative_id": _u32(16),
+    "netkit.expected_revision": _u64(24),
+    "cgroup.relative_fd": _u32(16), "cgroup.relative_id": _u32(16),
+    "cgroup.expected_revision": _u64(24),
+})
+
+#: BPF_LINK_UPDATE (``attr.link_update``).
+LINK_UPDATE = Layout("link_update", 16, {
+    "link_fd": _u32(0), "new_prog_fd": _u32(4), "new_map_fd": _u32(4), "flags": _u32(8),
+    "old_prog_fd": _u32(12), "old_map_fd": _u32(12),
+})
+
+#: BPF_LINK_DETACH (``attr.link_detach``); the kernel's struct is 4 bytes, passed as 8.
+LINK_DETACH = Layout("link_detach", 8, {"link_fd": _u32(0)})
+
+#: BPF_LINK_GET_FD_BY_ID and friends (``attr.start_id`` ...): the id to open.
+GET_ID = Layout("get_id", 16, {
+    "start_id": _u32(0), "prog_id": _u32(0), "map_id": _u32(0), "btf_id": _u32(0),
+    "link_id": _u32(0), "next_id": _u32(4), "open_flags": _u32(8), "fd_by_id_token_fd": _s32(12),
+})
+
+#: The head of struct bpf_link_info: what every link type has (the rest is a per-type union).
+LINK_INFO_HEAD = Layout("bpf_link_info", 16, {"type": _u32(0), "id": _u32(4), "prog_id": _u32(8)})
+
 #: struct bpf_prog_info (6.18).  ``gpl_compatible`` is bit 0 of the u32 at 84.
 PROG_INFO = Layout("bpf_prog_info", 232, {
     "type": _u32(0), "id": _u32(4), "tag": _bytes(8, 8), "jited_prog_len": _u32(16),
@@ -170,7 +218,8 @@ MAP_INFO = Layout("bpf_map_info", 104, {
 #: Every layout, by the name of the C struct (or bpf_attr member) it describes.
 LAYOUTS: dict[str, Layout] = {
     lay.name: lay for lay in (MAP_CREATE, MAP_ELEM, PROG_LOAD, PROG_RUN, OBJ_INFO, BTF_LOAD,
-                              OBJ_PIN, PROG_INFO, MAP_INFO)
+                              OBJ_PIN, PROG_INFO, MAP_INFO, RAW_TRACEPOINT_OPEN, LINK_CREATE,
+                              LINK_UPDATE, LINK_DETACH, GET_ID)
 }
 
 

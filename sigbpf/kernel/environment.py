@@ -87,14 +87,13 @@ class KernelEnvironment:
 
         return self.kallsyms.resolve_all(KsymSpec(y.name, y.weak, y.typed) for y in ksyms)
 
-    def resolve_ksym_var(self, name: str, prog_btf: "BTF", var_id: int,
+    def resolve_ksym_var(self, name: str, prog_btf: "BTF", type_id: int,
                          kernel: "KernelBTFs", *, weak: bool = False) -> tuple[int, int] | None:
-        """A typed ksym (its VAR *var_id* in the program BTF): (kernel VAR id, BTF object fd:
-        0 for vmlinux), or None for a missing weak one; libbpf's type-compatibility rule."""
+        """A typed ksym declared with type *type_id* of the program BTF: (kernel VAR id, BTF
+        object fd: 0 for vmlinux), or None for a missing weak one; libbpf's compatibility rule."""
         from sigbpf.btf.ksyms import resolve_ksym_var
 
-        local_type = prog_btf[var_id].type  # type: ignore[union-attr]
-        found = resolve_ksym_var(name, prog_btf, local_type, kernel.vmlinux, kernel.modules,
+        found = resolve_ksym_var(name, prog_btf, type_id, kernel.vmlinux, kernel.modules,
                                  weak=weak)
         if found is None:
             return None

@@ -467,7 +467,7 @@ def _bind_ksyms(loaded: LoadedArtifact, artifact: "Artifact", prog_btf: "BTF | N
             continue
         if prog_btf is None:
             raise ArtifactError(f"ksym '{ksym.name}': typed, but the artifact has no program BTF")
-        bound = env.resolve_ksym_var(ksym.name, prog_btf, ksym.btf_id, loaded.kernel_btfs,
+        bound = env.resolve_ksym_var(ksym.name, prog_btf, ksym.type_id, loaded.kernel_btfs,
                                      weak=ksym.weak)
         if bound is None:  # weak and absent: the address 0
             out.append(_KsymValue(0, 0, 0))

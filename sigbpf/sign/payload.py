@@ -299,7 +299,7 @@ def artifact_metadata(layout: SignatureLayout, artifact: "Artifact") -> Metadata
             + _text(k.name) for k in artifact.kconfig))
     if artifact.ksyms:
         add(ItemKind.KSYM_TABLE, 0, "", b"".join(
-            struct.pack("<III", y.btf_id, int(y.typed), int(y.weak)) + _text(y.name)
+            struct.pack("<III", y.btf_id, y.type_id, int(y.weak)) + _text(y.name)
             for y in artifact.ksyms))
     for i, m in enumerate(artifact.maps):
         add(ItemKind.MAP_DEFINITION, i, m.name,
