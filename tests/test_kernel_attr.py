@@ -8,6 +8,7 @@ called with ctypes, not through sigbpf's own BTF code.
 
 from __future__ import annotations
 
+import ctypes
 import struct
 
 import pytest
@@ -17,14 +18,35 @@ from libbpf_ref import BTF_KIND_STRUCT, BTF_KIND_UNION, LibbpfBTF, vmlinux
 from sigbpf.kernel import attr as A
 
 
+def _kind(kbtf: LibbpfBTF, tid: int) -> int:
+    ptr = kbtf.lib.btf__type_by_id(kbtf.btf, tid)
+    _, info, _ = struct.unpack("<III", ctypes.string_at(ptr, 12))
+    return (info >> 24) & 0x1F
+
+
+def flatten(kbtf: LibbpfBTF, tid: int, base_bits: int = 0, prefix: str = ""
+            ) -> dict[str, tuple[int, int]]:
+    """name -> (byte offset, byte size), anonymous structs/unions flattened and the fields of
+    named ones as ``member.field`` (``kprobe_multi.syms`` in link_create), as attr.py names them."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, mtype, bits in kbtf.members(tid):
+        if not name:
+            out.update(flatten(kbtf, mtype, base_bits + bits, prefix))
+        elif _kind(kbtf, mtype) in (BTF_KIND_STRUCT, BTF_KIND_UNION):
+            out.update(flatten(kbtf, mtype, base_bits + bits, f"{prefix}{name}."))
+        else:
+            out[prefix + name] = ((base_bits + bits) // 8, kbtf.size(mtype))
+    return out
+
+
 def attr_group(kbtf: LibbpfBTF, first_member: str) -> tuple[int, dict[str, tuple[int, int]]]:
     """The member of union bpf_attr that holds *first_member*: (its type id, flattened)."""
     union = kbtf.find("bpf_attr", BTF_KIND_UNION)
     for name, mtype, _ in kbtf.members(union):
         if name == first_member:
-            return mtype, kbtf.flatten(mtype)
+            return mtype, flatten(kbtf, mtype)
         if not name:
-            flat = kbtf.flatten(mtype)
+            flat = flatten(kbtf, mtype)
             if next(iter(flat)) == first_member:
                 return mtype, flat
     raise AssertionError(f"no bpf_attr group starting with {first_member}")
@@ -43,6 +65,11 @@ GROUPS = {
     "info": "info",
     "btf_load": "btf",
     "obj_pin": "pathname",
+    "raw_tracepoint": "raw_tracepoint",
+    "link_create": "link_create",
+    "link_update": "link_update",
+    "link_detach": "link_detach",
+    "get_id": "start_id",
 }
 
 
@@ -53,7 +80,7 @@ def test_layout_matches_kernel_btf(kbtf: LibbpfBTF, layout_name: str) -> None:
         tid, flat = attr_group(kbtf, GROUPS[layout_name])
     else:
         tid = kbtf.find(layout_name, BTF_KIND_STRUCT)
-        flat = kbtf.flatten(tid)
+        flat = flatten(kbtf, tid)
     struct_size = kbtf.size(tid)
     # Every field sigbpf writes is where the kernel has it, with the kernel's size.
     for fname, field in layout.fields.items():
@@ -83,3 +110,12 @@ def test_pack_and_get_roundtrip() -> None:
     assert A.PROG_LOAD.get(buf, "keyring_id") == -3
     assert A.PROG_LOAD.get(buf, "prog_name") == b"abc" + bytes(13)
     assert bytes(buf)[164:168] == struct.pack("<i", -3)
+
+
+def test_link_info_head_matches_kernel_btf(kbtf: LibbpfBTF) -> None:
+    """struct bpf_link_info: sigbpf reads only its head (type, id, prog_id), before the union."""
+    flat = flatten(kbtf, kbtf.find("bpf_link_info", BTF_KIND_STRUCT))
+    for fname, field in A.LINK_INFO_HEAD.fields.items():
+        assert (field.offset, field.size) == flat[fname], fname
+    assert min(off for name, (off, _) in flat.items() if "." in name) >= A.LINK_INFO_HEAD.size
+

@@ -5,6 +5,7 @@
     sigbpf load ARTIFACT|OBJ [--run] [--ctx HEX] [--json]
                 [--cert CERT [--keyring session|builtin|ID]]
                 [--resolution auto|kernel|userspace] [--no-*-check]
+                [--attach [--iface NAME] [--cgroup PATH] ...] [--pin DIR] [--duration S]
 
 An object (ELF) is first built into an artifact in memory, as ``sigbpf
 build`` would.  The loader probes whether the kernel resolves ``src_reg 3``
@@ -51,8 +52,39 @@ plus ``"passed_to_kernel"``, ``"keyring_id"`` and ``"notes"``; without it,
 ``{"verified": false, "notes": [...]}``.  (When the signature does not verify,
 nothing is loaded and no JSON is printed: one error line, exit 1.)
 
-Exit status: 0 every program loaded (and ran), 1 the kernel (or a check, or
-a signature) refused, 2 bad input or usage.
+Attaching (``--attach``) and pinning (``--pin DIR``)::
+
+    sigbpf load OBJ --attach [--iface NAME] [--cgroup PATH] [--netns PATH] [--sockmap MAP]
+                             [--perf-event EVENT] [--duration SECONDS | --pin DIR]
+
+Each loaded program is attached as libbpf's section-name auto-attach does
+(:mod:`sigbpf.kernel.attach`: ``kprobe/FUNC``, ``uprobe/BIN:FUNC``,
+``tp/CAT/NAME``, ``raw_tp/NAME``, ``tp_btf/``, ``fentry/``, ``lsm/``,
+``iter/``, ...); ``xdp`` and ``tc``/``tcx`` programs need ``--iface``,
+``cgroup/*`` ones ``--cgroup``, and so on: a program whose target was not
+given is a one-line error naming the program and the option, before
+anything is loaded.  Programs libbpf does not auto-attach either (a bare
+``SEC("kprobe")``, ``syscall``, ``socket``, ...) are reported as not
+attached, with the reason; ``struct_ops`` is refused.  Without ``--pin`` the
+command stays attached in the foreground until SIGINT or SIGTERM (or
+``--duration`` seconds), then detaches and exits 0.  With ``--pin DIR`` (on
+bpffs; a new or empty directory) the maps, programs and links are pinned at
+``DIR/maps/NAME``, ``DIR/progs/NAME``, ``DIR/links/NAME`` (a ``.`` in a name
+becomes ``_``, as libbpf does: bpffs refuses dots) and the command exits,
+leaving them loaded and attached; ``sigbpf unload DIR`` takes them down.
+``--pin`` without ``--attach`` pins maps and programs only.  All or nothing:
+when an attach or pin step fails, what was attached is detached, what was
+pinned unpinned, and the error (one line) names the program, the target and
+the errno.  JSON adds::
+
+     "attached": [{"program": str, "section": str, "kind": str, "target": str,
+                   "links": [{"id": int, "type": str, "pinned": str|null}]}],
+     "not_attached": [{"program": str, "section": str, "reason": str}],
+     "pinned": {"dir": str, "maps": {name: path}, "progs": {name: path},
+                "links": {program: [path]}}          (with --pin)
+
+Exit status: 0 every program loaded (and ran, and attached), 1 the kernel
+(or a check, or a signature) refused, 2 bad input or usage.
 """
 
 from __future__ import annotations
