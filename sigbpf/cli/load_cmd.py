@@ -169,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
     from sigbpf.kernel.loader import load_artifact
     from sigbpf.resolve.report import CheckOptions
 
+    if _is_loader_file(args.input):  # a signed loader file (sigbpf.loadergen): its own runner
+        from sigbpf.cli.loader_cmd import run_loader_file
+
+        return run_loader_file(args, read_input(args.input))
     try:
         ctx = bytes.fromhex(args.ctx)
     except ValueError:
@@ -260,6 +264,17 @@ def run(args: argparse.Namespace) -> int:
         if attached is not None and pinned is None:
             _hold(loaded, attached, args)
     return 0
+
+
+def _is_loader_file(path: str) -> bool:
+    """True when *path* starts with the loader file's magic (sigbpf.loadergen.format)."""
+    from sigbpf.loadergen.format import LOADER_MAGIC
+
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(LOADER_MAGIC)) == LOADER_MAGIC
+    except OSError:
+        return False  # read_input reports it
 
 
 def _artifact_from_input(data: bytes, path: str) -> "Artifact":

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("keygen_cmd", "make a signing key and self-signed certificate"),
     "sign": ("sign_cmd", "sign a portable artifact"),
     "verify": ("verify_cmd", "verify a signed artifact"),
+    "loader": ("loader_cmd", "generate a signed loader program (light skeleton) from an artifact"),
 }
 
 

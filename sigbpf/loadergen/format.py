@@ -1,0 +1,195 @@
+"""The signed loader file (docs/FORMAT.md, "The signed loader file"): encode and decode.
+
+A loader file holds one generated loader: its protocol, the loader program's
+instructions, the data blob (the value of its exclusive map), what the ctx
+looks like (the maps and programs whose fds the loader returns, by name) and
+the generator's notes (labels, emitter comments) for a readable disassembly.
+The encoding is canonical: one loader, one byte string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+
+from sigbpf.asm import Instruction
+from sigbpf.errors import FormatError
+from sigbpf.loadergen.assembler import Note, NoteKind
+from sigbpf.loadergen.emit import ctx_size
+
+LOADER_MAGIC = b"SIGBPFL\0"
+VERSION = (1, 0)
+HEADER = struct.Struct("<8sHHIIIIIIIIIIIII")
+HEADER_SIZE = HEADER.size  # 64
+MAP_RECORD = struct.Struct("<III")
+PROG_RECORD = struct.Struct("<II")
+NOTE_RECORD = struct.Struct("<III")
+
+
+class Protocol(IntEnum):
+    """How the loader's data blob is bound to the loader (docs/FORMAT.md)."""
+
+    #: 6.18: the loader checks its exclusive blob map's SHA-256 against a hash in its insns.
+    V1 = 1
+    #: The kernel checks ``insns || blob`` (``fd_array_cnt``); no check in the loader.
+    V2 = 2
+
+
+class LoaderMapFlags(IntFlag):
+    NONE = 0
+    #: The loader takes ``max_entries`` from the ctx's map descriptor (number of possible CPUs).
+    MAX_ENTRIES_FROM_CTX = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LoaderMap:
+    """A map descriptor of the ctx: the map's name, type and flags."""
+
+    name: str
+    map_type: int
+    flags: LoaderMapFlags = LoaderMapFlags.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class LoaderProg:
+    """A program descriptor of the ctx: the program's name and type."""
+
+    name: str
+    prog_type: int
+
+
+@dataclass(frozen=True, slots=True)
+class Loader:
+    """One generated loader."""
+
+    protocol: Protocol
+    name: str
+    insns: tuple[Instruction, ...]
+    blob: bytes
+    maps: tuple[LoaderMap, ...] = ()
+    progs: tuple[LoaderProg, ...] = ()
+    notes: tuple[Note, ...] = ()
+
+    @property
+    def insn_bytes(self) -> bytes:
+        return Instruction.encode(self.insns)
+
+    @property
+    def insns_sha256(self) -> bytes:
+        """SHA-256 of the loader's instructions: its blob map's ``excl_prog_hash``."""
+        return hashlib.sha256(self.insn_bytes).digest()
+
+    @property
+    def blob_sha256(self) -> bytes:
+        """SHA-256 of the blob: what ``map->sha`` must be (protocol v1's built-in hash)."""
+        return hashlib.sha256(self.blob).digest()
+
+    @property
+    def ctx_size(self) -> int:
+        return ctx_size(len(self.maps), len(self.progs))
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+    @classmethod
+    def decode(cls, data: bytes, *, file: str | None = None) -> "Loader":
+        return _decode(bytes(data), file)
+
+
+def is_loader(data: bytes) -> bool:
+    return bytes(data[:8]) == LOADER_MAGIC
+
+
+def _pad8(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 8)
+
+
+class _Strings:
+    def __init__(self) -> None:
+        self.data = bytearray(b"\0")
+        self.index: dict[str, int] = {"": 0}
+
+    def add(self, text: str) -> int:
+        if text not in self.index:
+            self.index[text] = len(self.data)
+            self.data += text.encode() + b"\0"
+        return self.index[text]
+
+
+def _encode(ld: Loader) -> bytes:
+    strings = _Strings()
+    name_off = strings.add(ld.name)
+    maps = b"".join(MAP_RECORD.pack(strings.add(m.name), m.map_type, int(m.flags)) for m in ld.maps)
+    progs = b"".join(PROG_RECORD.pack(strings.add(p.name), p.prog_type) for p in ld.progs)
+    notes = b"".join(NOTE_RECORD.pack(n.insn, int(n.kind), strings.add(n.text)) for n in ld.notes)
+    header = HEADER.pack(LOADER_MAGIC, *VERSION, HEADER_SIZE, int(ld.protocol), 0, len(ld.insns),
+                         len(ld.blob), len(ld.maps), len(ld.progs), ld.ctx_size, len(ld.notes),
+                         len(strings.data), name_off, 0, 0)
+    return header + b"".join(_pad8(part) for part in
+                             (ld.insn_bytes, ld.blob, maps, progs, notes, bytes(strings.data)))
+
+
+def _decode(data: bytes, file: str | None) -> Loader:
+    def fail(message: str, offset: int) -> FormatError:
+        return FormatError(f"loader file: {message}", file=file, offset=offset)
+
+    if len(data) < HEADER_SIZE:
+        raise fail(f"{len(data)} bytes, shorter than the {HEADER_SIZE}-byte header", 0)
+    (magic, major, minor, header_size, protocol, flags, insn_cnt, blob_size, map_cnt, prog_cnt,
+     ctx_sz, note_cnt, str_size, name_off, r0, r1) = HEADER.unpack_from(data)
+    if magic != LOADER_MAGIC:
+        raise fail("bad magic (not a sigbpf loader file)", 0)
+    if (major, minor) != VERSION:
+        raise fail(f"unsupported loader format version {major}.{minor} (this reader knows "
+                   f"{VERSION[0]}.{VERSION[1]})", 8)
+    if header_size != HEADER_SIZE or flags or r0 or r1:
+        raise fail("bad header (header_size must be 64, flags and reserved 0)", 12)
+    try:
+        proto = Protocol(protocol)
+    except ValueError:
+        raise fail(f"unknown protocol {protocol}", 16) from None
+    if insn_cnt == 0:
+        raise fail("no instructions", 24)
+    pos = HEADER_SIZE
+    parts = []
+    for size in (insn_cnt * 8, blob_size, map_cnt * MAP_RECORD.size, prog_cnt * PROG_RECORD.size,
+                 note_cnt * NOTE_RECORD.size, str_size):
+        if pos + size > len(data):
+            raise fail("truncated", pos)
+        parts.append((pos, data[pos:pos + size]))
+        pos += size + (-size % 8)
+    if pos != len(data):
+        raise fail(f"{len(data) - pos} bytes after the string table", pos)
+    str_pos, strtab = parts[5]
+    if not strtab or strtab[0] != 0 or strtab[-1] != 0:
+        raise fail("the string table must start and end with NUL", str_pos)
+
+    def string(off: int, at: int) -> str:
+        if off >= len(strtab):
+            raise fail(f"string offset {off} outside the string table", at)
+        return strtab[off:strtab.index(b"\0", off)].decode("utf-8", "replace")
+
+    map_pos, map_bytes = parts[2]
+    maps = tuple(LoaderMap(string(n, map_pos + 12 * i), t, LoaderMapFlags(f))
+                 for i, (n, t, f) in enumerate(MAP_RECORD.iter_unpack(map_bytes)))
+    prog_pos, prog_bytes = parts[3]
+    progs = tuple(LoaderProg(string(n, prog_pos + 8 * i), t)
+                  for i, (n, t) in enumerate(PROG_RECORD.iter_unpack(prog_bytes)))
+    note_pos, note_bytes = parts[4]
+    notes = []
+    for i, (insn, kind, text) in enumerate(NOTE_RECORD.iter_unpack(note_bytes)):
+        if kind not in (1, 2) or insn > insn_cnt:
+            raise fail(f"note {i}: bad kind {kind} or insn {insn}", note_pos + 12 * i)
+        notes.append(Note(insn, NoteKind(kind), string(text, note_pos + 12 * i)))
+    loader = Loader(proto, string(name_off, 52), tuple(Instruction.decode(parts[0][1])),
+                    parts[1][1], maps, progs, tuple(notes))
+    if loader.ctx_size != ctx_sz:
+        raise fail(f"ctx_size {ctx_sz} does not match {map_cnt} maps and {prog_cnt} programs "
+                   f"({loader.ctx_size})", 40)
+    return loader
+
+
+__all__ = ["LOADER_MAGIC", "Loader", "LoaderMap", "LoaderMapFlags", "LoaderProg", "Protocol",
+           "is_loader"]

@@ -1,0 +1,118 @@
+"""Userspace runner of a loader: libbpf's ``bpf_load_and_run`` (skel_internal.h) in Python.
+
+:func:`load_and_run` does, in this order:
+
+1. ``BPF_MAP_CREATE``: the blob map (``ARRAY``, key 4 bytes, value = the blob, one entry,
+   name ``__loader.map``) with ``excl_prog_hash`` = SHA-256 of the loader's instructions;
+2. ``BPF_MAP_UPDATE_ELEM`` key 0 = the blob, then ``BPF_MAP_FREEZE``;
+3. protocol v1: ``BPF_OBJ_GET_INFO_BY_FD`` with ``hash``, which makes the kernel compute
+   ``map->sha`` (the loader's prologue compares it with its built-in hash);
+4. ``BPF_PROG_LOAD`` of the loader (``SYSCALL``, ``BPF_F_SLEEPABLE``, license
+   "Dual BSD/GPL", name ``__loader.prog``, ``fd_array`` = [blob map]; v2 also
+   ``fd_array_cnt`` = 1) with ``signature`` / ``keyring_id`` when given;
+5. ``BPF_PROG_RUN`` with the ctx (``struct bpf_loader_ctx`` + descriptors);
+   a negative return value is the loader's error (``-errno``);
+6. the map and program fds read back from the ctx.  The blob map and the
+   loader program are closed whatever happened.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from sigbpf.errors import KernelError
+from sigbpf.kernel.syscall import Fd, strerror
+from sigbpf.loadergen.emit import CTX_HEADER_SIZE, map_desc_offset, prog_desc_offset
+from sigbpf.loadergen.format import Loader, LoaderMapFlags, Protocol
+
+LOADER_LICENSE = "Dual BSD/GPL"
+LOADER_MAP_NAME = "__loader.map"
+LOADER_PROG_NAME = "__loader.prog"
+
+
+@dataclass
+class LoaderResult:
+    """What a loader returned: fds by name (owned here; ``close()`` or ``with``)."""
+
+    loader: Loader
+    map_fds: dict[str, Fd] = field(default_factory=dict)
+    prog_fds: dict[str, Fd] = field(default_factory=dict)
+    #: The kernel's verdict on the loader program itself (its tag, for reports).
+    loader_tag: bytes = b""
+
+    def close(self) -> None:
+        for fd in [*self.prog_fds.values(), *self.map_fds.values()]:
+            fd.close()
+
+    def __enter__(self) -> "LoaderResult":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_ctx(loader: Loader, *, log_level: int = 0, log_size: int = 0, log_buf: int = 0) -> bytes:
+    """The ctx: ``sz`` and the log fields, per-CPU map sizes in their descriptors."""
+    ctx = bytearray(loader.ctx_size)
+    struct.pack_into("<IIIIQ", ctx, 0, len(ctx), 0, log_level, log_size, log_buf)
+    for i, m in enumerate(loader.maps):
+        if m.flags & LoaderMapFlags.MAX_ENTRIES_FROM_CTX:
+            from sigbpf.kernel.cpus import possible_cpus
+
+            struct.pack_into("<I", ctx, map_desc_offset(i) + 4, possible_cpus())
+    return bytes(ctx)
+
+
+class LoaderError(KernelError):
+    """The loader program ran and returned ``-errno``."""
+
+
+def load_and_run(loader: Loader, signature: bytes | None = None,
+                 keyring_id: int | None = None) -> LoaderResult:
+    """Run *loader* in the kernel (module docstring); its fds.  KernelError on any refusal:
+    ``LoaderError`` (errno = the loader's) when the loader itself returned an error."""
+    from sigbpf.elf.progtypes import ProgFlags, ProgType
+    from sigbpf.elf.maps import MapType
+    from sigbpf.kernel.info import map_info
+    from sigbpf.kernel.maps import create_map, freeze, update_elem
+    from sigbpf.kernel.program import ProgLoad, load_program
+    from sigbpf.kernel.run import run_program
+
+    result = LoaderResult(loader)
+    with create_map(MapType.ARRAY, 4, len(loader.blob), 1, name=LOADER_MAP_NAME,
+                    excl_prog_hash=loader.insns_sha256) as blob_map:
+        update_elem(blob_map, struct.pack("<I", 0), loader.blob, what="the loader's blob map")
+        freeze(blob_map, what="the loader's blob map")
+        if loader.protocol is Protocol.V1:
+            map_info(blob_map, with_hash=True)
+        req = ProgLoad(prog_type=ProgType.SYSCALL, insns=loader.insn_bytes, license=LOADER_LICENSE,
+                       name=LOADER_PROG_NAME, flags=ProgFlags.SLEEPABLE,
+                       fd_array=(blob_map.fileno(),),
+                       fd_array_cnt=1 if loader.protocol is Protocol.V2 else 0,
+                       signature=signature, keyring_id=keyring_id or 0)
+        try:
+            prog = load_program(req)
+        except KernelError as err:
+            if loader.protocol is Protocol.V2 and "excl_prog_hash" in (err.log or ""):
+                err.message += (" (protocol v2: this kernel binds fd_array_cnt maps before it "
+                                "computes the program's hash, as 6.18 does; use protocol v1)")
+            raise
+        with prog:
+            ran = run_program(prog, build_ctx(loader), name=LOADER_PROG_NAME)
+    if ran.retval < 0:
+        raise LoaderError(f"the loader returned {ran.retval} ({strerror(-ran.retval)})",
+                          errno=-ran.retval)
+    ctx = ran.ctx
+    for i, m in enumerate(loader.maps):
+        fd = struct.unpack_from("<i", ctx, map_desc_offset(i))[0]
+        if fd > 0:
+            result.map_fds[m.name] = Fd(fd, "map")
+    for i, p in enumerate(loader.progs):
+        fd = struct.unpack_from("<i", ctx, prog_desc_offset(len(loader.maps), i))[0]
+        if fd > 0:
+            result.prog_fds[p.name] = Fd(fd, "prog")
+    return result
+
+
+__all__ = ["LoaderError", "LoaderResult", "build_ctx", "load_and_run", "CTX_HEADER_SIZE"]
