@@ -15,8 +15,14 @@ ls /usr/lib/x86_64-linux-gnu/libbpf.so* >/dev/null 2>&1 || need_apt+=(libbpf1)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 command -v keyctl >/dev/null 2>&1 || need_apt+=(keyutils)
+# The corpus (bench/corpus, tests/test_corpus.py): a private bpffs per load (unshare),
+# apt-get download + dpkg-deb for the sources and Debian's BPF objects.
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 # The kernel's own module-signing tool, scripts/sign-file (a reference for the signing tests).
 ls /usr/lib/linux-kbuild-*/scripts/sign-file >/dev/null 2>&1 || need_apt+=(linux-kbuild-6.1)
+# The VM test bench (testbench/): qemu (TCG) boots Debian kernels; busybox for its initramfs.
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_apt+=(qemu-system-x86)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "deps: apt-get install ${need_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
