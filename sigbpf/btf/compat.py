@@ -55,7 +55,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sigbpf.btf.cdump import c_declaration
 from sigbpf.btf.kinds import IntEncoding, Kind
 
 __all__ = [
@@ -222,11 +221,15 @@ def format_func_proto(btf: Any, type_id: int, name: str | None = None) -> str:
         if name is None:
             name = t.name
         type_id = t.type
+    from sigbpf.btf.cdump import c_declaration  # on use: only messages and dumps need C text
+
     return c_declaration(btf, type_id, name or "")
 
 
 def _describe(btf: Any, type_id: int) -> str:
     """Short C text of a type, for messages: ``u64``, ``struct task_struct *``."""
+    from sigbpf.btf.cdump import c_declaration
+
     return c_declaration(btf, type_id)
 
 

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 
 def emit_json(value: Any) -> None:
     """Print *value* as indented JSON on stdout."""
+    import json  # on use: most runs print text
+
     json.dump(value, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")

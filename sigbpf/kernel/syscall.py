@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import errno as errno_mod
 import os
-import platform
 from enum import IntEnum
 from typing import Any
 
@@ -79,10 +78,11 @@ def _syscall() -> Any:
 
 def syscall_number() -> int:
     """``__NR_bpf`` for this machine's architecture."""
+    machine = os.uname().machine  # platform.machine()'s answer, without importing platform (~1.5 ms)
     try:
-        return _NR_BPF[platform.machine()]
+        return _NR_BPF[machine]
     except KeyError:
-        raise KernelError(f"bpf() syscall number unknown for architecture {platform.machine()}") from None
+        raise KernelError(f"bpf() syscall number unknown for architecture {machine}") from None
 
 
 def raw_syscall(number: int, *args: Any) -> tuple[int, int]:

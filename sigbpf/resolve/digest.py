@@ -29,7 +29,6 @@ tag and ``excl_prog_hash``; tests/test_resolve_digest.py the rule's corner cases
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from typing import Sequence, Union
 
@@ -74,6 +73,8 @@ def digest_input(insns: InsnsLike) -> bytes:
 
 def prog_sha256(insns: InsnsLike) -> bytes:
     """``prog->digest``: SHA-256 of :func:`digest_input` (what ``excl_prog_hash`` must equal)."""
+    import hashlib  # on use: ~3 ms to import, and most commands never hash
+
     return hashlib.sha256(digest_input(insns)).digest()
 
 
@@ -84,4 +85,6 @@ def prog_tag(insns: InsnsLike) -> bytes:
 
 def raw_sha256(insns: InsnsLike) -> bytes:
     """SHA-256 of the instruction bytes as they are, nothing zeroed (what a 6.18 signature covers)."""
+    import hashlib
+
     return hashlib.sha256(_as_bytes(insns)).digest()

@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING, Sequence
 
 from sigbpf.asm.instruction import Instruction
 from sigbpf.errors import errno_name
-from sigbpf.resolve.digest import prog_sha256, prog_tag
 from sigbpf.resolve.findings import Finding
 from sigbpf.resolve.modules import POLICY, ModuleBTF, check_module_collisions
 from sigbpf.resolve.resolver import Resolution, resolve_kfunc_calls
-from sigbpf.resolve.subject import BoundProgram
 
 if TYPE_CHECKING:  # pragma: no cover
+    from sigbpf.resolve.subject import BoundProgram  # only analyze_bound takes one
     from sigbpf.btf.spec import BTF
     from sigbpf.resolve.kfunc_check import KfuncSet
 
@@ -63,6 +62,8 @@ class Digest:
 
     @classmethod
     def of(cls, insns: Sequence[Instruction]) -> "Digest":
+        from sigbpf.resolve.digest import prog_sha256, prog_tag
+
         return cls(prog_tag(insns), prog_sha256(insns))
 
     def as_json(self) -> dict[str, str]:
