@@ -211,8 +211,9 @@ def run(args: argparse.Namespace) -> int:
         signatures = None  # verified in userspace only; nothing signed goes to the kernel
         verified_note += "; not passed to the kernel (no --keyring)"
         signature_doc.update(passed_to_kernel=False, keyring_id=None)
+    # load reports no digests (resolve does): digest=False spares hashing every program
     options = CheckOptions(prototype=args.proto_check, kfunc=args.kfunc_check,
-                           module=args.module_check)
+                           module=args.module_check, digest=False)
     try:
         try:
             loaded = load_artifact(artifact, run=args.run, ctx=ctx,
@@ -372,10 +373,10 @@ def _print_text(report: "LoadReport", run: bool) -> None:
 
 # --- attaching and pinning (--attach, --pin) ---------------------------------------------------
 
-def _attach_options(args: argparse.Namespace) -> "AttachOptions":
-    """The attach targets given, after checking that the attach flags go together."""
+def _attach_options(args: argparse.Namespace) -> "AttachOptions | None":
+    """The attach targets given, after checking that the attach flags go together (None
+    when nothing is attached or pinned: a plain load never imports the attach code)."""
     from sigbpf.errors import UsageError
-    from sigbpf.kernel.attach import AttachOptions
 
     targets = {"--iface": args.iface, "--cgroup": args.cgroup, "--netns": args.netns,
                "--sockmap": args.sockmap, "--perf-event": args.perf_event,
@@ -390,6 +391,10 @@ def _attach_options(args: argparse.Namespace) -> "AttachOptions":
                              "stay attached after sigbpf exits)")
         if not args.duration > 0:
             raise UsageError(f"--duration {args.duration:g}: must be a positive number of seconds")
+    if not (args.attach or args.pin):
+        return None
+    from sigbpf.kernel.attach import AttachOptions
+
     return AttachOptions(iface=args.iface, cgroup=args.cgroup, netns=args.netns,
                          sockmap=args.sockmap, perf_event=args.perf_event)
 

@@ -57,9 +57,7 @@ from __future__ import annotations
 import dataclasses
 import errno as errno_mod
 import os
-import platform
 import re
-import socket
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
@@ -331,7 +329,7 @@ def _plan_kprobe(program: "Program") -> AttachPlan:
 
 def _syscall_prefix() -> str | None:
     return {"x86_64": "x64", "aarch64": "arm64", "s390x": "s390x", "riscv64": "riscv",
-            "ppc64le": "powerpc64"}.get(platform.machine())
+            "ppc64le": "powerpc64"}.get(os.uname().machine)
 
 
 def _plan_ksyscall(program: "Program") -> AttachPlan:
@@ -477,6 +475,8 @@ def _ifindex(program: "Program", iface: str | None, kind: str) -> tuple[str, int
     if not iface:
         raise _needs(program, "--iface", f"the network interface to attach {kind} to")
     try:
+        import socket
+
         return iface, socket.if_nametoindex(iface)
     except OSError:
         raise UsageError(f"program {program.name!r} (section {program.section}): no network "
