@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Iterable, Mapping
 
 from sigbpf.btf import BTF
@@ -48,13 +49,17 @@ __all__ = ["DUMMY_KSYM", "ProgramBTF", "program_btf"]
 DUMMY_KSYM = "dummy_ksym"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ProgramBTF:
-    """The fixed-up program BTF: raw bytes, and the parsed form for look-ups."""
+    """The fixed-up program BTF: raw bytes, and (parsed and validated on first use) the BTF."""
 
     data: bytes
-    btf: BTF
     dummy_ksym_id: int  # 0 when none was needed
+    file: str | None = None
+
+    @cached_property
+    def btf(self) -> BTF:
+        return BTF.parse(self.data, file=self.file)
 
 
 def _first_int32(types: list[T.Type]) -> int:
@@ -155,7 +160,7 @@ def program_btf(btf: BTF, fixup: DatasecFixup, static_funcs: Iterable[str] = (),
                 break
 
     data = _encode(btf, types, extra_strings, file)
-    return ProgramBTF(data, BTF.parse(data, file=file), dummy_id)
+    return ProgramBTF(data, dummy_id, file)
 
 
 def _find(types: list[T.Type], name: str, cls: type) -> int:

@@ -169,10 +169,13 @@ def run(args: argparse.Namespace) -> int:
     from sigbpf.kernel.loader import load_artifact
     from sigbpf.resolve.report import CheckOptions
 
-    if _is_loader_file(args.input):  # a signed loader file (sigbpf.loadergen): its own runner
+    data = read_input(args.input)
+    from sigbpf.loadergen.magic import is_loader
+
+    if is_loader(data):  # a signed loader file (sigbpf.loadergen): its own runner
         from sigbpf.cli.loader_cmd import run_loader_file
 
-        return run_loader_file(args, read_input(args.input))
+        return run_loader_file(args, data)
     try:
         ctx = bytes.fromhex(args.ctx)
     except ValueError:
@@ -182,7 +185,6 @@ def run(args: argparse.Namespace) -> int:
     if args.keyring is not None and args.cert is None:
         raise UsageError("--keyring needs --cert (the signature is verified in userspace first)")
     attach_options = _attach_options(args)
-    data = read_input(args.input)
     signatures: dict[str, bytes] | None = None
     verified_note = None
     signature_doc: dict[str, object] | None = None  # the JSON "signature" object
@@ -265,17 +267,6 @@ def run(args: argparse.Namespace) -> int:
         if attached is not None and pinned is None:
             _hold(loaded, attached, args)
     return 0
-
-
-def _is_loader_file(path: str) -> bool:
-    """True when *path* starts with the loader file's magic (sigbpf.loadergen.format)."""
-    from sigbpf.loadergen.format import LOADER_MAGIC
-
-    try:
-        with open(path, "rb") as f:
-            return f.read(len(LOADER_MAGIC)) == LOADER_MAGIC
-    except OSError:
-        return False  # read_input reports it
 
 
 def _artifact_from_input(data: bytes, path: str) -> "Artifact":

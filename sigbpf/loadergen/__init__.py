@@ -18,6 +18,16 @@ chapter "The signed loader file".
 
 from __future__ import annotations
 
-from sigbpf.loadergen.format import LOADER_MAGIC, Loader, Protocol, is_loader
+from sigbpf.loadergen.magic import LOADER_MAGIC, is_loader
+
+
+def __getattr__(name: str):
+    # Loader and Protocol on first use: importing the package (e.g. for the magic) stays cheap.
+    if name in ("Loader", "Protocol"):
+        from sigbpf.loadergen import format as _format
+
+        return getattr(_format, name)
+    raise AttributeError(name)
+
 
 __all__ = ["LOADER_MAGIC", "Loader", "Protocol", "is_loader"]

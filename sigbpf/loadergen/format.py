@@ -18,8 +18,8 @@ from sigbpf.asm import Instruction
 from sigbpf.errors import FormatError
 from sigbpf.loadergen.assembler import Note, NoteKind
 from sigbpf.loadergen.emit import ctx_size
+from sigbpf.loadergen.magic import LOADER_MAGIC, is_loader
 
-LOADER_MAGIC = b"SIGBPFL\0"
 VERSION = (1, 0)
 HEADER = struct.Struct("<8sHHIIIIIIIIIIIII")
 HEADER_SIZE = HEADER.size  # 64
@@ -96,10 +96,6 @@ class Loader:
     @classmethod
     def decode(cls, data: bytes, *, file: str | None = None) -> "Loader":
         return _decode(bytes(data), file)
-
-
-def is_loader(data: bytes) -> bool:
-    return bytes(data[:8]) == LOADER_MAGIC
 
 
 def _pad8(data: bytes) -> bytes:
