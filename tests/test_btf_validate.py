@@ -126,6 +126,9 @@ VALID = [
     ("depth-32-structs", raw(_chain(Kind.STRUCT, 32))),
     ("depth-3000-backward-arrays",  # references to resolved (lower) ids never deepen the walk
      raw(int_rec() + [w for t in range(2, 3002) for w in (0, info(Kind.ARRAY), 0, t - 1, 1, 1)])),
+    # An empty DATASEC (clang's .rodata holding only string literals): older kernels said
+    # "vlen == 0", 6.18 accepts it, and libbpf loads such objects.
+    ("empty-datasec", raw([5, info(Kind.DATASEC), 8], b"\0int\0.rodata\0")),
 ]
 
 
