@@ -250,3 +250,39 @@ def test_the_kernel_checks_a_renamed_attach_target_against_what_the_program_read
             assert not outcome.loaded and outcome.errno == 13 and outcome.refused_by == "kernel"
             assert message in outcome.log
             assert "invalid bpf_context access off=16 size=8" in outcome.log
+
+
+def test_struct_ops_programs_name_their_kernel_struct_and_member(kernel, bpf_object,
+                                                                 tmp_path) -> None:
+    """struct_ops: each program's target is the kernel struct and the member it implements,
+    by name; the loader passes the struct's id and the member's index in *this* kernel's
+    struct (expected_attach_type), as libbpf does, and libbpf loads the same object."""
+    from sigbpf.kernel.info import prog_info
+    from sigbpf.kernel.loader import load_artifact
+
+    path = bpf_object("struct_ops_cc")
+    art = build_artifact(path)
+    targets = {p.name: p.attach for p in art.programs}
+    assert targets == {
+        "sigbpf_ssthresh": AttachTarget("tcp_congestion_ops", int(Kind.STRUCT), "", "ssthresh"),
+        "sigbpf_undo_cwnd": AttachTarget("tcp_congestion_ops", int(Kind.STRUCT), "", "undo_cwnd"),
+        "sigbpf_cong_avoid": AttachTarget("tcp_congestion_ops", int(Kind.STRUCT), "", "cong_avoid"),
+    }
+    vmlinux = BTF.load_vmlinux()
+    ops = vmlinux.find_by_name_kind("tcp_congestion_ops", Kind.STRUCT)
+    members = [m.name for m in vmlinux[ops].members]
+    with load_artifact(art) as loaded:
+        assert loaded.report.ok, loaded.report.programs
+        for name in targets:
+            assert prog_info(loaded.prog_fds[name]).attach_btf_id == ops
+    from sigbpf.kernel.kernel_btf import KernelBTFs, bind_attach_target
+
+    bound = bind_attach_target(targets["sigbpf_cong_avoid"], KernelBTFs(vmlinux))
+    assert bound.member_index == members.index("cong_avoid")
+    pin = f"/sys/fs/bpf/sigbpf-stops-{tmp_path.name}"
+    try:
+        proc = subprocess.run([BPFTOOL, "prog", "loadall", str(path), pin],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        subprocess.run(["rm", "-rf", pin])

@@ -42,14 +42,7 @@ REQUIRE = os.environ.get("SIGBPF_REQUIRE_KERNEL") == "1"
 TIMEOUT = 120.0
 
 #: libbpf loads these, sigbpf does not yet: name -> cause (as table.py groups it).
-KNOWN_GAPS = {
-    "test_attach_probe": "BTF: empty DATASEC '.rodata' (vlen == 0) that libbpf fixes up",
-    "connect_ping": "BTF: empty DATASEC '.rodata' (vlen == 0) that libbpf fixes up",
-    "xdp_synproxy_kern": "BTF: empty DATASEC '.rodata' (vlen == 0) that libbpf fixes up",
-    "syscall": "BTF: empty DATASEC '.rodata' (vlen == 0) that libbpf fixes up",
-    "bpf_cubic": "struct_ops: BPF_PROG_LOAD ENOTSUPP (no struct_ops attach target)",
-    "bpf_dctcp": "struct_ops: BPF_PROG_LOAD ENOTSUPP (no struct_ops attach target)",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def _unavailable(why: str) -> None:

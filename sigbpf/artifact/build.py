@@ -91,6 +91,7 @@ def _build(obj: "BPFObject", file: str) -> Artifact:
         raise ArtifactError("big-endian (bpfeb) objects are not supported by format 1.0")
     prog_btf = _program_btf(obj, file)
     entries = obj.entry_programs
+    struct_ops = {m.program: m for m in obj.struct_ops}
     maps = _maps(obj, [e.name for e in entries])
 
     kfunc_index: dict[str, int] = {}
@@ -111,8 +112,9 @@ def _build(obj: "BPFObject", file: str) -> Artifact:
             kern_version=obj.kern_version or 0, attach_to=entry.attach_target or "",
             insns=insns, func_info=linked.func_info, line_info=linked.line_info,
             core_relos=linked.core_relos, kfunc_sites=sites,
-            attach=attach_target(entry.prog_type, entry.expected_attach_type,
-                                 entry.attach_target),
+            attach=(struct_ops_target(struct_ops[entry.name]) if entry.name in struct_ops
+                    else attach_target(entry.prog_type, entry.expected_attach_type,
+                                       entry.attach_target)),
             ksym_sites=ksym_sites))
     return Artifact(name=obj.name, btf=prog_btf, programs=tuple(programs), maps=maps,
                     kfuncs=tuple(kfuncs), kconfig=_kconfig(obj), ksyms=tuple(ksyms))
@@ -143,6 +145,12 @@ def attach_target(prog_type, expected_attach_type, target: str | None) -> Attach
         module, name = "", target
     prefix, kind = _ATTACH_PREFIX.get(getattr(expected_attach_type, "name", ""), ("", 12))
     return AttachTarget(prefix + name, kind, module)
+
+
+def struct_ops_target(member) -> AttachTarget:
+    """A struct_ops program's target: the kernel struct (BTF STRUCT) and the member it
+    implements, by name (libbpf's ``bpf_object__collect_st_ops_relos``)."""
+    return AttachTarget(member.struct, 4, "", member.member)
 
 
 def _kconfig(obj: "BPFObject") -> tuple[KconfigExtern, ...]:

@@ -105,9 +105,10 @@ def describe(art: Artifact) -> dict[str, Any]:
                  "kfunc": art.kfuncs[site.kfunc].name}
                 for site in prog.kfunc_sites],
             "attach_btf": ({"name": prog.attach.name,
-                            "kind": {8: "typedef", 12: "func"}.get(prog.attach.kind,
+                            "kind": {4: "struct", 8: "typedef", 12: "func"}.get(prog.attach.kind,
                                                                    str(prog.attach.kind)),
-                            "module": prog.attach.module or None}
+                            "module": prog.attach.module or None,
+                            "member": prog.attach.member or None}
                            if prog.attach is not None else None),
             "ksym_sites": [{"insn": site.insn, "ksym": art.ksyms[site.ksym].name}
                            for site in prog.ksym_sites],
@@ -189,7 +190,9 @@ def render_text(info: dict[str, Any]) -> str:
         if p["attach_btf"]:
             a = p["attach_btf"]
             where = f" in {a['module']}" if a["module"] else ""
-            lines.append(f"    attach target: {a['kind']} {a['name']}{where} (bound at load time)")
+            member = f", member {a['member']}" if a["member"] else ""
+            lines.append(f"    attach target: {a['kind']} {a['name']}{member}{where} "
+                         f"(bound at load time)")
         for s in p["kfunc_sites"]:
             what = "call" if s["kind"] == "call" else "address of"
             lines.append(f"    insn {s['insn']}: {what} {s['kfunc']}")

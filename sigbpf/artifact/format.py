@@ -158,7 +158,7 @@ _MAP = struct.Struct("<12IiIIIQ")
 _KCONFIG = struct.Struct("<5I")  # name_off, type, offset, size, flags
 _KSYM = struct.Struct("<IIII")  # name_off, btf_id, type_id, flags
 _KSYM_SITE = struct.Struct("<III")  # program, insn, ksym
-_ATTACH = struct.Struct("<IIII")  # program, btf kind, name_off, module_off
+_ATTACH = struct.Struct("<IIIII")  # program, btf kind, name_off, module_off, member_off
 _MAP_SLOT = struct.Struct("<IIII")  # map, slot, kind, target
 _U32_MAX = 0xFFFFFFFF
 
@@ -273,6 +273,9 @@ class AttachTarget:
     name: str
     kind: int
     module: str = ""
+    #: struct_ops (kind STRUCT 4): the member of the struct the program implements; the
+    #: loader passes its index in the kernel's struct as ``expected_attach_type``.
+    member: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -645,7 +648,8 @@ def _encode_1_1(art: Artifact, strings: _Strings) -> list[tuple[int, int, bytes]
             if not prog.attach.name:
                 raise ArtifactError(f"program {prog.name!r}: attach target without a name")
             attach += _ATTACH.pack(i, _check_u32(prog.attach.kind, "attach kind"),
-                                   strings.add(prog.attach.name), strings.add(prog.attach.module))
+                                   strings.add(prog.attach.name), strings.add(prog.attach.module),
+                                   strings.add(prog.attach.member))
     slots = bytearray()
     for i, m in enumerate(art.maps):
         for slot in m.slots:
@@ -957,12 +961,13 @@ def _decode_1_1(art: Artifact, core: dict[SectionType, _Section], string) -> Art
         sites.setdefault(prog, []).append(KsymSite(insn, ksym))
     at_sec = core[SectionType.ATTACH]
     attach: dict[int, AttachTarget] = {}
-    for j, (prog, kind, a_name, a_mod) in enumerate(at_sec.records(_ATTACH)):
+    for j, (prog, kind, a_name, a_mod, a_member) in enumerate(at_sec.records(_ATTACH)):
         if prog >= nprog:
             raise at_sec.error(f"program {prog} out of range ({nprog} programs)", j, 0)
         if prog in attach:
             raise at_sec.error(f"second attach target for program {prog}", j, 0)
-        target = AttachTarget(string(a_name, at_sec, j, 8), kind, string(a_mod, at_sec, j, 12))
+        target = AttachTarget(string(a_name, at_sec, j, 8), kind, string(a_mod, at_sec, j, 12),
+                              string(a_member, at_sec, j, 16))
         if not target.name:
             raise at_sec.error("attach target has no name", j, 8)
         attach[prog] = target

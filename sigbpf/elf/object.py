@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterator
 from sigbpf.elf import datasec
 from sigbpf.elf.btf_ext import BTFExt, CoreRelo, FuncInfo, LineInfo
 from sigbpf.elf.externs import Extern, collect_externs, kconfig_size
+from sigbpf.elf.struct_ops import StructOpsMember, collect_struct_ops
 from sigbpf.elf.maps import MAPS_SECTION, MapSpec, collect_init_slots, parse_btf_maps
 from sigbpf.elf.programs import TEXT_SECTION, Program, find_programs
 from sigbpf.elf.reader import ElfFile, read_elf
@@ -73,6 +74,8 @@ class BPFObject:
     sections: tuple[Section, ...]
     symbols: tuple[Symbol, ...]
     datasec_fixup: datasec.DatasecFixup  # libbpf's DATASEC sizes/offsets/static VARs for .BTF
+    #: Which program implements which member of which kernel struct (``.struct_ops``).
+    struct_ops: tuple[StructOpsMember, ...] = ()
 
     # ------------------------------------------------------------ reading
     @classmethod
@@ -240,10 +243,12 @@ def _read(data: bytes, name: str) -> BPFObject:
         maps = collect_init_slots(btf, maps, rel_maps, elf.symbols, entries, maps_datasec,  # type: ignore[arg-type]
                                   file=name)
 
+    entry_at = {(p.section_index, p.offset): p.name for p in programs if not p.is_subprog}
+    struct_ops = collect_struct_ops(elf, btf, fixup, entry_at, file=name)
     return BPFObject(name=obj_name, file=name, byteorder=elf.byteorder, license=license_,
                      kern_version=kern_version, programs=tuple(programs), maps=tuple(maps),
                      externs=tuple(externs), btf=btf, btf_ext=btf_ext, sections=elf.sections,
-                     symbols=elf.symbols, datasec_fixup=fixup)
+                     symbols=elf.symbols, datasec_fixup=fixup, struct_ops=struct_ops)
 
 
 def _license(sec: Section | None) -> str:

@@ -53,6 +53,9 @@ class BoundTarget:
     btf_id: int
     module: str | None = None
     obj_fd: Fd | None = None
+    #: struct_ops: the index of the implemented member in the kernel's struct, which
+    #: ``BPF_PROG_LOAD`` takes as ``expected_attach_type``; None otherwise.
+    member_index: int | None = None
 
     @property
     def where(self) -> str:
@@ -137,6 +140,19 @@ def find_in_btf(btf: "BTF", name: str, kind: int) -> int | None:
     return type_id
 
 
+def _member_index(btf: "BTF", type_id: int, target: "AttachTarget", program: str) -> int | None:
+    """The index of ``target.member`` in the struct *type_id* (struct_ops), None without one."""
+    if not target.member:
+        return None
+    members = getattr(btf[type_id], "members", ())
+    for index, member in enumerate(members):
+        if member.name == target.member:
+            return index
+    prefix = f"prog '{program}': " if program else ""
+    raise NotFoundError(f"{prefix}struct_ops: the kernel's struct {target.name} has no member "
+                        f"'{target.member}'", errno=errno_mod.ENOTSUP, type_id=type_id)
+
+
 def bind_attach_target(target: "AttachTarget", kernel: KernelBTFs, *,
                        program: str = "") -> BoundTarget:
     """*target* in the running kernel (module docstring); NotFoundError (errno ESRCH) naming
@@ -145,17 +161,19 @@ def bind_attach_target(target: "AttachTarget", kernel: KernelBTFs, *,
     if module in (None, "vmlinux"):
         type_id = find_in_btf(kernel.vmlinux, target.name, target.kind)
         if type_id is not None:
-            return BoundTarget(target.name, type_id)
+            return BoundTarget(target.name, type_id,
+                               member_index=_member_index(kernel.vmlinux, type_id, target, program))
     if module != "vmlinux":
         for mod in kernel.modules:
             if module is not None and mod.name != module:
                 continue
             type_id = find_in_btf(mod.btf, target.name, target.kind)
             if type_id is not None:
-                return BoundTarget(target.name, type_id, mod.name, kernel.module_fd(mod.name))
+                return BoundTarget(target.name, type_id, mod.name, kernel.module_fd(mod.name),
+                                   _member_index(mod.btf, type_id, target, program))
     where = f"module {module!r}" if module not in (None, "vmlinux") else (
         "vmlinux" if module else "vmlinux or any module")
-    kind = {8: "TYPEDEF", 12: "FUNC"}.get(target.kind, f"kind {target.kind}")
+    kind = {4: "STRUCT", 8: "TYPEDEF", 12: "FUNC"}.get(target.kind, f"kind {target.kind}")
     prefix = f"prog '{program}': " if program else ""
     raise NotFoundError(f"{prefix}failed to find kernel BTF type ID of '{target.name}' "
                         f"({kind}, searched {where}): this kernel has no such attach target",

@@ -164,6 +164,9 @@ class LoadedArtifact:
         self.close()
 
 
+#: BPF_PROG_TYPE_EXT (freplace).
+_PROG_TYPE_EXT = 28
+
 #: Key of the one element of a global data map (.data, .rodata, .bss).
 _GLOBAL_DATA_KEY = struct.pack("<I", 0)
 
@@ -314,6 +317,15 @@ def _load_into(loaded: LoadedArtifact, artifact: "Artifact", session: _Session) 
                                           else "not autoloaded (section starts with '?')"))
             continue
         target = None
+        if program.prog_type == _PROG_TYPE_EXT:
+            # freplace: attach_prog_fd + a BTF id in *another program's* BTF, which an
+            # artifact cannot name; libbpf fails the same way ("failed to prepare load
+            # attributes: -22") unless the caller sets a target program.
+            loaded.report.programs.append(ProgramOutcome(
+                program.name, False, errno=errno_mod.EINVAL, refused_by="sigbpf",
+                error=f"prog '{program.name}': freplace programs replace a function of another "
+                      f"BPF program, and none is given (EINVAL)"))
+            continue
         if program.attach is not None:
             from sigbpf.errors import NotFoundError
             from sigbpf.kernel.kernel_btf import bind_attach_target
@@ -528,7 +540,10 @@ def _load_program(loaded: LoadedArtifact, program: "Program", session: _Session,
 
     req = ProgLoad(
         prog_type=program.prog_type, insns=Instruction.encode(insns), license=program.license,
-        name=program.name, expected_attach_type=program.expected_attach_type,
+        name=program.name,
+        expected_attach_type=(target.member_index if target is not None
+                              and target.member_index is not None
+                              else program.expected_attach_type),
         flags=program.prog_flags, kern_version=program.kern_version,
         attach_btf_id=target.btf_id if target is not None else 0,
         attach_btf_obj_fd=(target.obj_fd.fileno()

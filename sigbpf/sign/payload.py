@@ -285,7 +285,8 @@ def artifact_metadata(layout: SignatureLayout, artifact: "Artifact") -> Metadata
         # 1.0 artifact (and every signature made over it) stays what it was.
         if prog.attach is not None:
             add(ItemKind.PROGRAM_ATTACH, i, prog.name, _text(prog.attach.name)
-                + struct.pack("<I", prog.attach.kind) + _text(prog.attach.module))
+                + struct.pack("<I", prog.attach.kind) + _text(prog.attach.module)
+                + _text(prog.attach.member))
         if prog.ksym_sites:
             add(ItemKind.PROGRAM_KSYM_SITES, i, prog.name, b"".join(
                 struct.pack("<III", site.insn, site.ksym, artifact.ksyms[site.ksym].btf_id)
