@@ -7,6 +7,9 @@
 * ``cli``               runs ``python -m sigbpf ...`` and returns the completed process.
 * ``kernel``            skips when ``bpf()`` is unavailable; with
   ``SIGBPF_REQUIRE_KERNEL=1`` (CI) that skip is a failure instead.
+* ``vm``                the VM test bench (``testbench/``): Debian's 7.3 kernel,
+  fetched and cached; skips when qemu or the kernel cannot be had (a failure
+  under ``SIGBPF_REQUIRE_KERNEL=1``), and inside the bench's own guest.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ VMLINUX = Path("/sys/kernel/btf/vmlinux")
 CLANG = shutil.which("clang-19") or shutil.which("clang")
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 LLVM_OBJDUMP = shutil.which("llvm-objdump-19")
+
+# testbench/ (the VM test bench, not part of the sigbpf package) is imported from the repo root.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 CORPUS_KERNELS = ("6.1.0-56-amd64", "6.12.95+deb12-amd64")
 CORPUS_MODULES = ("nf_conntrack", "xfs")
@@ -64,6 +71,30 @@ def kernel() -> None:
 
 
 @pytest.fixture(scope="session")
+def vm():
+    """The VM bench's kernel (a ``testbench.debian.Kernel``, Debian 7.3) for ``testbench.vm``."""
+    if os.environ.get("SIGBPF_IN_VM") == "1":
+        pytest.skip("inside the test bench's own VM (no nested qemu)")
+    from testbench.debian import FetchError, fetch_busybox, fetch_kernel
+    from testbench.initramfs import build_initramfs
+    from testbench.vm import qemu_binary
+
+    why = None
+    if qemu_binary() is None:
+        why = "qemu-system-x86_64 is not installed (scripts/deps.sh installs qemu-system-x86)"
+    else:
+        try:
+            k = fetch_kernel("7.3")
+            build_initramfs(k, fetch_busybox())
+            return k
+        except (FetchError, KeyError, OSError, subprocess.CalledProcessError) as e:
+            why = f"cannot fetch Debian's 7.3 kernel: {e}"
+    if os.environ.get("SIGBPF_REQUIRE_KERNEL") == "1":
+        pytest.fail(f"SIGBPF_REQUIRE_KERNEL=1 but {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
 def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("build")
 
@@ -83,15 +114,20 @@ def vmlinux_h(build_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bpf_object(build_dir: Path, vmlinux_h: Path):
+def bpf_object(build_dir: Path, request: pytest.FixtureRequest):
     """compile(name) -> Path of tests/progs/<name>.c compiled for BPF."""
     if CLANG is None:
         pytest.fail("clang-19 is not installed (scripts/deps.sh installs it)")
     cache: dict[str, Path] = {}
 
+    prebuilt = os.environ.get("SIGBPF_PREBUILT_OBJECTS")  # the VM bench: the host compiled them
+
     def compile_(name: str, *extra: str) -> Path:
         key = name + "\0" + "\0".join(extra)
+        if prebuilt and not extra and (Path(prebuilt) / f"{name}.o").exists():
+            return Path(prebuilt) / f"{name}.o"
         if key not in cache:
+            vmlinux_h = request.getfixturevalue("vmlinux_h")  # only when compiling
             src = PROGS / f"{name}.c"
             out = build_dir / (name + ("-" + str(abs(hash(key))) if extra else "") + ".o")
             subprocess.run(

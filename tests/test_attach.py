@@ -155,6 +155,11 @@ def test_tp_btf_runs(bpf_object) -> None:
         assert counts(loaded)[0] - before >= 10
 
 
+#: Set by tests/test_vm_attach.py, which runs these tests in a kernel that has kprobes,
+#: trampolines and the BPF LSM: there, no test may fall back to its "this kernel refuses" path.
+FULL = os.environ.get("SIGBPF_REQUIRE_FULL_ATTACH") == "1"
+
+
 def _load_like_libbpf(obj: Path, tmp_path: Path, **kw):
     """Load *obj*; None when this kernel refuses it with EPERM *and libbpf is refused too*
     (measured on this machine kind: trampolines -- fentry/fexit/fmod_ret/lsm -- load nowhere
@@ -162,6 +167,8 @@ def _load_like_libbpf(obj: Path, tmp_path: Path, **kw):
     try:
         return load(obj, **kw)
     except KernelError as err:
+        if FULL:
+            raise
         reference = libbpf_refuses(obj, tmp_path)
         assert reference is not None, f"sigbpf refused what libbpf loads: {err}"
         assert err.errno == errno.EPERM and "Operation not permitted" in reference, \
@@ -195,14 +202,18 @@ def test_lsm_counts_and_denies_file_open(bpf_object, tmp_path) -> None:
         assert attachment.kind is AttachKind.LSM
         set_u64(loaded, "lsm_config", 0, target.stat().st_ino)
         target.read_text()
-        assert counts(loaded)[0] == 1
+        # one open, one hook call -- or two on an overlay file system (the VM bench's /tmp),
+        # where opening the overlay file opens the backing file too
+        opened = counts(loaded)[0]
+        assert opened in (1, 2)
         set_u64(loaded, "lsm_config", 1, 1)          # deny from now on
         with pytest.raises(PermissionError):
             target.read_text()
-        assert counts(loaded)[:2] == [2, 1]
+        after = counts(loaded)[:2]
+        assert after[0] == opened + 1 and after[1] == 1  # denied at the first hook call
         attachment.detach()
         assert target.read_text() == "secret"          # detached: the hook no longer runs
-        assert counts(loaded)[:2] == [2, 1]
+        assert counts(loaded)[:2] == after
 
 
 def test_iterator_link_reads_tasks(bpf_object, bpffs_dir) -> None:
@@ -274,6 +285,7 @@ def test_perf_event_samples(bpf_object) -> None:
 def test_kprobe(bpf_object) -> None:
     with load(bpf_object("attach_kprobe")) as loaded:
         if not Path("/sys/bus/event_source/devices/kprobe/type").exists():
+            assert not FULL, "no kprobe PMU in a kernel that must have one"
             with pytest.raises(NotFoundError) as info:
                 attach_loaded(loaded)
             message = str(info.value)
@@ -297,6 +309,7 @@ def test_kprobe_multi(bpf_object) -> None:
         except KernelError as err:
             assert err.errno in (errno.EOPNOTSUPP, 524), err
             assert "kprobe_multi links" in str(err) and "\n" not in str(err)
+            assert not FULL, err
             return  # this kernel has no kprobe_multi links (CONFIG_FPROBE off): the error above
         before = counts(loaded)[2]
         Path("/proc/self/stat").read_text()
