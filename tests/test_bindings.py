@@ -286,3 +286,36 @@ def test_struct_ops_programs_name_their_kernel_struct_and_member(kernel, bpf_obj
         assert proc.returncode == 0, proc.stderr
     finally:
         subprocess.run(["rm", "-rf", pin])
+
+
+def test_a_kconfig_symbol_the_kernel_lacks_is_a_one_line_error(kernel, cli, bpf_object) -> None:
+    """Bad input: an artifact naming a kconfig symbol this kernel does not have.  One line
+    with libbpf's words, exit 1 (the kernel lacks it), and no program of the run loaded."""
+    proc = cli("load", bpf_object("bind_bad_kconfig"), "--run")
+    assert_one_line_error(proc, 1, "extern 'CONFIG_SIGBPF_NO_SUCH_OPTION' (strong): not resolved")
+    assert proc.stdout == ""
+
+
+def test_attach_targets_are_searched_in_module_btf(kernel, corpus_btf) -> None:
+    """libbpf's find_kernel_btf_id: vmlinux first, then each module's split BTF; a
+    ``module:function`` target only in that module.  Debian 6.12's xfs module BTF has
+    xfs_* functions vmlinux lacks; binding one needs that module's BTF object fd, which this
+    machine (no module BTF) cannot give: the error names the module it was found in."""
+    from sigbpf.errors import NotFoundError
+    from sigbpf.kernel.kernel_btf import KernelBTFs, bind_attach_target
+    from sigbpf.resolve.modules import ModuleBTF
+
+    vmlinux = BTF.from_file(corpus_btf("6.12.95+deb12-amd64.btf"), validate=False)
+    xfs = ModuleBTF.from_file(str(corpus_btf("6.12.95+deb12-amd64.xfs.btf")), vmlinux)
+    kernel = KernelBTFs(vmlinux, (xfs,))
+    name = next(n for n in ("xfs_file_open", "xfs_vn_getattr", "xfs_fs_fill_super")
+                if xfs.btf.find_by_name_kind(n, Kind.FUNC))
+    # vmlinux functions bind without a module
+    assert bind_attach_target(AttachTarget("do_unlinkat", int(Kind.FUNC)), kernel).module is None
+    with pytest.raises(NotFoundError, match="module 'xfs': the kernel lists no BTF object"):
+        bind_attach_target(AttachTarget(name, int(Kind.FUNC)), kernel)
+    with pytest.raises(NotFoundError, match=f"failed to find kernel BTF type ID of '{name}' "
+                                            r"\(FUNC, searched vmlinux\)"):
+        bind_attach_target(AttachTarget(name, int(Kind.FUNC), "vmlinux"), kernel)
+    with pytest.raises(NotFoundError, match="searched module 'nf_conntrack'"):
+        bind_attach_target(AttachTarget(name, int(Kind.FUNC), "nf_conntrack"), kernel)

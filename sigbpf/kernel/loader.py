@@ -143,6 +143,13 @@ class LoadedArtifact:
         return {m.name: MapView(fd, m, self.prog_btf)
                 for m, fd in zip(self.artifact.maps, self.map_fds) if not m.inner_template}
 
+    @cached_property
+    def programs(self) -> "dict[str, LoadedProgram]":
+        """The loaded programs by name, each with its fd, its artifact record and ``attach()``."""
+        assert self.artifact is not None
+        return {p.name: LoadedProgram(self, p, self.prog_fds[p.name])
+                for p in self.artifact.programs if p.name in self.prog_fds}
+
     def program(self, name: str) -> "Program":
         """The artifact's program *name* (NotFoundError if the artifact has none)."""
         assert self.artifact is not None
@@ -162,6 +169,36 @@ class LoadedArtifact:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class LoadedProgram:
+    """One loaded program of a :class:`LoadedArtifact`: ``fd``, ``spec`` (the artifact's
+    record) and :meth:`attach`, which attaches it as its section says (libbpf's
+    auto-attach, :mod:`sigbpf.kernel.attach`) and hands the attachment to the artifact,
+    whose ``close()`` detaches it."""
+
+    owner: LoadedArtifact
+    spec: "Program"
+    fd: Fd
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def attach(self, *, iface: str | None = None, cgroup: str | None = None,
+               netns: str | None = None, sockmap: str | None = None,
+               perf_event: str | None = None):
+        """Attach; the targets are those of ``sigbpf load --attach`` (``--iface`` ...)."""
+        from sigbpf.kernel.attach import AttachOptions, attach_program
+
+        assert self.owner.artifact is not None
+        maps = {m.name: fd for m, fd in zip(self.owner.artifact.maps, self.owner.map_fds)}
+        attachment = attach_program(self.fd, self.spec, AttachOptions(
+            iface=iface, cgroup=cgroup, netns=netns, sockmap=sockmap, perf_event=perf_event),
+            maps=maps)
+        self.owner.links.append(attachment)
+        return attachment
 
 
 #: BPF_PROG_TYPE_EXT (freplace).
@@ -655,5 +692,6 @@ _SIGNATURE_REFUSALS = {
 }
 
 
-__all__ = ["Resolution", "ProgramOutcome", "LoadReport", "LoadedArtifact", "load_artifact",
+__all__ = ["Resolution", "ProgramOutcome", "LoadReport", "LoadedArtifact", "LoadedProgram",
+           "load_artifact",
            "signed_insns_note"]
