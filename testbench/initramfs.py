@@ -8,8 +8,8 @@ proc, sys, devtmpfs, devpts, ``/dev/shm``, ``/run``, bpffs, debugfs, tracefs
 and cgroup2 inside it, chroots there and runs the job script whose host path
 is ``sigbpf.job=PATH`` on the kernel command line. The job's stdout goes to
 ttyS1, its stderr to ttyS2, and status lines (``sigbpf-vm: start <uptime>``,
-``sigbpf-vm: exit <rc> <uptime>``, ``sigbpf-vm: fail <why>``) to ttyS3; then
-``poweroff -f``. The kernel log is on ttyS0.
+``sigbpf-vm: exit <rc> <uptime>``, ``sigbpf-vm: fail <why>``) to ttyS3; what
+the command left running is killed, then ``poweroff -f``. The kernel log is on ttyS0.
 
 The archive is cpio "newc", gzip-compressed, written here in Python
 (deterministic: every mtime is 0). It is cached next to the kernel, keyed by a
@@ -110,6 +110,11 @@ p2=$!
 st "start $(up)"
 chroot $R /bin/sh /run/sigbpf-job.sh > /out/o 2> /out/e < /dev/null
 rc=$?
+# What the command left running (it may hold the pipes open) goes now.
+for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    case " 1 $p1 $p2 " in *" $p "*) ;; *) kill -9 $p 2>/dev/null ;; esac
+done
 wait $p1 $p2
 st "exit $rc $(up)"
 poweroff -f

@@ -248,6 +248,14 @@ def test_exit_status_and_streams(vm) -> None:
     assert r.stderr == "e\r\n"
 
 
+def test_what_the_command_leaves_running_does_not_hold_the_vm(vm) -> None:
+    t0 = time.monotonic()
+    r = run_in_vm("(sleep 300; echo late) & echo started; echo err >&2; exit 4", kernel=vm,
+                  timeout=200)
+    assert (r.returncode, r.stdout, r.stderr) == (4, "started\n", "err\n")
+    assert time.monotonic() - t0 < 150
+
+
 # ------------------------------------------------------------- no VM needed
 
 def _read_cpio(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
