@@ -4,6 +4,8 @@
 
     sigbpf loader ARTIFACT|OBJ -o LOADER [--protocol v1|v2] [--json]
     sigbpf loader LOADER --disasm
+    sigbpf sign LOADER --key KEY --cert CERT -o SIGNED       (run_sign_loader)
+    sigbpf load LOADER [--cert CERT] [--keyring KEYRING] [--run --ctx HEX]   (run_loader_file)
 
 The loader file (docs/FORMAT.md, "The signed loader file") holds one
 ``BPF_PROG_TYPE_SYSCALL`` loader program and its data blob; ``sigbpf load
@@ -11,11 +13,17 @@ LOADER [--run --ctx HEX]`` runs it (:func:`run_loader_file`, reached through
 ``sigbpf load``'s dispatch on the file's magic).  Generation is deterministic.
 ``--disasm`` prints a loader readably: labels, the emitters' comments, blob
 addresses.
+
+A loader file is signed in the kernel's format for its protocol
+(:mod:`sigbpf.loadergen.sign`, docs/FORMAT.md 8.4) by ``sigbpf sign``, which
+hands a loader to :func:`run_sign_loader`; ``sigbpf load`` verifies it in
+userspace (``--cert``) and/or has the kernel check it (``--keyring``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -69,17 +77,90 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_loader_file(args: argparse.Namespace, data: bytes) -> int:
-    """``sigbpf load LOADER [--run --ctx HEX] [--json]``: run the loader (skel_internal.h's
-    ``bpf_load_and_run``), then, with ``--run``, each syscall program it loaded."""
+#: errno -> what a kernel's refusal of a signed BPF_PROG_LOAD means (docs/FORMAT.md 8.4).
+KERNEL_SIGNATURE_ERRORS: dict[str, str] = {
+    "EKEYREJECTED": "the signature does not match the loader's bytes",
+    "EBADMSG": "the signature is malformed",
+    "ENOKEY": "no key in that keyring made the signature",
+    "EINVAL": "no such keyring",
+    "EOPNOTSUPP": "this kernel cannot check signatures (no CONFIG_SYSTEM_DATA_VERIFICATION)",
+}
+
+
+def explain_signed_refusal(err, keyring: str, verified_in_userspace: bool) -> str:
+    """One line for a kernel refusal of the signed loader: errno, what it means, who verified."""
+    from sigbpf.errors import errno_name
+
+    name = errno_name(err.errno) or f"errno {err.errno}"
+    if name == "ENOTSUP":  # the same value (95); the kernel's name for it is EOPNOTSUPP
+        name = "EOPNOTSUPP"
+    log = (err.log or "").strip()
+    lines = [line.strip() for line in log.splitlines()
+             if line.strip() and not line.startswith("processed ")]
+    last = lines[-1] if lines else ""
+    if name == "EINVAL" and log:
+        meaning = f"the verifier refused the loader: {last}"
+    else:
+        meaning = KERNEL_SIGNATURE_ERRORS.get(name, err.message)
+        if last:
+            meaning += f" (kernel log: {last})"
+        if "fd_array_cnt" in last:
+            meaning += ("; this kernel checks insns || the metadata map: use a protocol v2 loader "
+                        "(sigbpf loader --protocol v2)")
+    if name == "EINVAL" and not log:
+        meaning += f" (--keyring {keyring})"
+    tail = ("; userspace verified the signature" if verified_in_userspace
+            else "; not verified in userspace (no --cert)")
+    label = f"{name} (ENOTSUP)" if name == "EOPNOTSUPP" else name
+    return f"the kernel refused the signed loader (keyring {keyring}): {label}: {meaning}{tail}"
+
+
+def run_sign_loader(args: argparse.Namespace, data: bytes) -> int:
+    """``sigbpf sign LOADER --key KEY --cert CERT -o SIGNED``: sign a loader file in the kernel's
+    format for its protocol (v1: its instructions; v2: insns || blob)."""
+    from sigbpf.cli.output import emit_json
+    from sigbpf.errors import UsageError
+    from sigbpf.fileio import read_input, write_atomic
+    from sigbpf.loadergen.format import Loader
+    from sigbpf.loadergen.sign import sign_loader, verify_loader
+    from sigbpf.sign.keys import load_key_pair
+
+    if getattr(args, "layout", "insns") != "insns":
+        raise UsageError("--layout does not apply to a loader file (its protocol decides what "
+                         "the signature covers)")
+    pair = load_key_pair(read_input(args.key), read_input(args.cert),
+                         key_file=args.key, cert_file=args.cert)
+    signed = sign_loader(data, pair.key, pair.cert, file=args.input)
+    write_atomic(args.output, signed)
+    loader = Loader.decode(signed, file=args.output)
+    verified = verify_loader(loader, pair.cert, file=args.output)
+    if args.json:
+        emit_json({"output": args.output, "size": len(signed), "loader": True,
+                   "signature_size": len(loader.signature), **verified.as_json()})
+    else:
+        print(f"signed loader {args.output}: protocol v{int(loader.protocol)}, "
+              f"{verified.describe()}; signature {len(loader.signature)} bytes")
+    return 0
+
+
+def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
+    """``sigbpf load LOADER [--cert CERT] [--keyring KEYRING] [--run --ctx HEX] [--json]``: run
+    the loader (skel_internal.h's ``bpf_load_and_run``), then, with ``--run``, each syscall
+    program it loaded.
+
+    A signed loader: ``--cert`` verifies it in userspace first (nothing reaches the kernel
+    when that fails); ``--keyring`` passes its signature to the loader's ``BPF_PROG_LOAD``
+    (``session``: the certificate is added to the session keyring first and unlinked
+    after).  The output says who verified it: userspace, the kernel, or both."""
     from sigbpf.cli.output import emit_json
     from sigbpf.errors import KernelError, UsageError
     from sigbpf.elf.progtypes import ProgType
+    from sigbpf.fileio import read_input
     from sigbpf.kernel.run import run_program
     from sigbpf.loadergen.format import Loader
-    from sigbpf.loadergen.run import load_and_run
+    from sigbpf.loadergen.run import LoaderError, SignedLoadRefused, load_and_run
 
-    for option in ("cert", "keyring", "attach", "pin", "programs"):
+    for option in ("attach", "pin", "programs"):
         if getattr(args, option, None):
             raise UsageError(f"--{option} does not apply to a loader file")
     try:
@@ -89,8 +170,73 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:
     if args.ctx and not args.run:
         raise UsageError("--ctx goes with --run (the context is for BPF_PROG_RUN)")
     loader = Loader.decode(data, file=args.input)
+    cert_path, keyring = getattr(args, "cert", None), getattr(args, "keyring", None)
+    if (cert_path or keyring is not None) and not loader.signature:
+        raise UsageError(f"{args.input}: the loader is not signed (sign it with `sigbpf sign`)")
+    if keyring == "session" and not cert_path:
+        raise UsageError("--keyring session needs --cert (the certificate is added to the "
+                         "session keyring)")
+    verified_by: list[str] = []
+    notes: list[str] = []
+    signature_doc: dict[str, object] | None = None
+    if loader.signature:
+        signature_doc = {"signed": True, "protocol": f"v{int(loader.protocol)}",
+                         "signature_size": len(loader.signature)}
+    if cert_path:
+        from sigbpf.loadergen.sign import verify_loader
+
+        verified = verify_loader(loader, read_input(cert_path), file=args.input,
+                                 cert_file=cert_path)
+        verified_by.append("userspace")
+        notes.append(f"signature verified in userspace with {cert_path} ({verified.describe()})")
+        signature_doc.update(verified.as_json())
+    elif loader.signature and keyring is None:
+        notes.append("the loader is signed, but its signature was NOT verified (give --cert "
+                     "CERT and/or --keyring KEYRING)")
+    kid = key_serial = None
+    if keyring is not None:
+        from sigbpf.kernel.keyring import keyring_id
+
+        kid = keyring_id(keyring)
+        if keyring == "session":
+            from sigbpf.cli.load_cmd import _prepare_keyring
+
+            kid, key_serial = _prepare_keyring(keyring, cert_path)
+        signature_doc.update(passed_to_kernel=True, keyring=keyring, keyring_id=kid)
+    elif signature_doc is not None:
+        signature_doc.update(passed_to_kernel=False, keyring=None, keyring_id=None)
     programs = []
-    with load_and_run(loader) as result:
+    try:
+        try:
+            result = load_and_run(loader, signature=loader.signature if kid is not None else None,
+                                  keyring_id=kid)
+        except SignedLoadRefused as err:
+            err.message = explain_signed_refusal(err, keyring, "userspace" in verified_by)
+            err.log = ""
+            raise
+        except LoaderError as err:
+            from sigbpf.loadergen.format import Protocol
+            from sigbpf.loadergen.sign import embedded_blob_hash
+
+            if (loader.protocol is Protocol.V1 and err.errno == errno.EINVAL
+                    and embedded_blob_hash(loader) != loader.blob_sha256):
+                err.message += (": refused by the loader's own blob hash check (the blob's "
+                                "SHA-256 is not the one built into its instructions)"
+                                + ("; the kernel had accepted the signature over the "
+                                   "instructions" if kid is not None else ""))
+            raise
+    finally:
+        if key_serial is not None:
+            from sigbpf.kernel.keyring import unlink_key
+
+            unlink_key(key_serial)
+    if kid is not None:
+        verified_by.append("kernel")
+        name = keyring if not keyring.lstrip("-").isdigit() else f"id {kid}"
+        notes.append(f"signature verified by the kernel ({name} keyring, keyring_id {kid})"
+                     + (f"; the certificate was added to the session keyring as key "
+                        f"{key_serial} and unlinked after" if key_serial is not None else ""))
+    with result:
         for p in loader.progs:
             entry: dict[str, object] = {"name": p.name, "loaded": p.name in result.prog_fds,
                                         "retval": None, "log": ""}
@@ -101,13 +247,24 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:
                     entry["error"] = str(err)
             programs.append(entry)
         maps = [m.name for m in loader.maps if m.name in result.map_fds]
+    if signature_doc is not None:
+        signature_doc.update(verified=bool(verified_by), verified_by=verified_by, notes=notes)
+    who = " and ".join("the kernel" if w == "kernel" else w for w in verified_by)
     if args.json:
-        emit_json({"loader": {"protocol": f"v{int(loader.protocol)}", "insns": len(loader.insns),
-                              "blob_size": len(loader.blob), "retval": 0},
-                   "maps": maps, "programs": programs})
+        doc: dict[str, object] = {"loader": {"protocol": f"v{int(loader.protocol)}",
+                                             "insns": len(loader.insns),
+                                             "blob_size": len(loader.blob), "retval": 0},
+                                  "maps": maps, "programs": programs}
+        if signature_doc is not None:
+            doc["signature"] = signature_doc
+        emit_json(doc)
     else:
         print(f"loader {loader.name!r} (protocol v{int(loader.protocol)}, {len(loader.insns)} "
               f"insns, blob {len(loader.blob)} bytes): ran, returned 0")
+        for note in notes:
+            print(f"note: {note}")
+        if verified_by:
+            print(f"signature verified by: {who}")
         for name in maps:
             print(f"map {name}: created")
         for entry in programs:

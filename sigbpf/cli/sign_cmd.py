@@ -1,6 +1,8 @@
 """``sigbpf sign``: sign a portable artifact (docs/FORMAT.md, "Signatures").
 
 ``sigbpf sign ARTIFACT --key KEY --cert CERT [--layout insns|insns+metadata] -o SIGNED``
+``sigbpf sign LOADER --key KEY --cert CERT -o SIGNED`` (a loader file: its protocol decides
+what the signature covers; :func:`sigbpf.cli.loader_cmd.run_sign_loader`)
 
 Key and certificate may be PEM or DER; the certificate must be valid now and
 allowed to sign, and the key must be its key.  The signed artifact is written
@@ -13,7 +15,8 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="ARTIFACT", help="an unsigned artifact (sigbpf build)")
+    parser.add_argument("input", metavar="ARTIFACT|LOADER",
+                        help="an unsigned artifact (sigbpf build) or loader file (sigbpf loader)")
     parser.add_argument("--key", required=True, help="RSA private key, PEM or DER, no passphrase")
     parser.add_argument("--cert", required=True, help="the key's X.509 certificate, PEM or DER")
     parser.add_argument("--layout", choices=("insns", "insns+metadata"), default="insns",
@@ -32,9 +35,15 @@ def run(args: argparse.Namespace) -> int:
     from sigbpf.sign.signed import sign_artifact
     from sigbpf.sign.verify import verify_signed
 
+    from sigbpf.loadergen.magic import is_loader
+
+    data = read_input(args.input)
+    if is_loader(data):  # a loader file (sigbpf.loadergen): signed for its protocol
+        from sigbpf.cli.loader_cmd import run_sign_loader
+
+        return run_sign_loader(args, data)
     pair = load_key_pair(read_input(args.key), read_input(args.cert),
                          key_file=args.key, cert_file=args.cert)
-    data = read_input(args.input)
     signed = sign_artifact(data, pair.key, pair.cert, layout=SignatureLayout.from_label(args.layout),
                            file=args.input)
     write_atomic(args.output, signed)

@@ -5,6 +5,11 @@ instructions, the data blob (the value of its exclusive map), what the ctx
 looks like (the maps and programs whose fds the loader returns, by name) and
 the generator's notes (labels, emitter comments) for a readable disassembly.
 The encoding is canonical: one loader, one byte string.
+
+A *signed* loader (format 1.1, header flag ``SIGNED``) also carries one PKCS#7
+signature after the string table: over the loader's instructions (protocol
+v1) or its instructions followed by the blob (v2); see :mod:`.sign`.  An
+unsigned loader is still written as format 1.0, byte for byte as before.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from sigbpf.loadergen.emit import ctx_size
 from sigbpf.loadergen.magic import LOADER_MAGIC, is_loader
 
 VERSION = (1, 0)
+#: A signed loader: the header's flag SIGNED, its signature size at offset 56.
+VERSION_SIGNED = (1, 1)
+#: The largest signature a loader file holds (bpftool's limit for BPF_PROG_LOAD's signature).
+MAX_SIGNATURE_SIZE = 4096
 HEADER = struct.Struct("<8sHHIIIIIIIIIIIII")
 HEADER_SIZE = HEADER.size  # 64
 MAP_RECORD = struct.Struct("<III")
@@ -35,6 +44,14 @@ class Protocol(IntEnum):
     V1 = 1
     #: The kernel checks ``insns || blob`` (``fd_array_cnt``); no check in the loader.
     V2 = 2
+
+
+class LoaderFlags(IntFlag):
+    """The header's flags (format 1.1)."""
+
+    NONE = 0
+    #: A signature follows the string table; its size is the header's u32 at 56.
+    SIGNED = 1
 
 
 class LoaderMapFlags(IntFlag):
@@ -71,6 +88,17 @@ class Loader:
     maps: tuple[LoaderMap, ...] = ()
     progs: tuple[LoaderProg, ...] = ()
     notes: tuple[Note, ...] = ()
+    #: PKCS#7 DER in the kernel's format (empty: not signed); docs/FORMAT.md 8.4.
+    signature: bytes = b""
+
+    @property
+    def signed_payload(self) -> bytes:
+        """The bytes the kernel checks the signature over: v1 the instructions (the blob is
+        bound by the loader's built-in hash); v2 ``insns || blob`` (the frozen exclusive
+        blob map's contents, fd_array order)."""
+        if self.protocol is Protocol.V2:
+            return self.insn_bytes + self.blob
+        return self.insn_bytes
 
     @property
     def insn_bytes(self) -> bytes:
@@ -120,11 +148,16 @@ def _encode(ld: Loader) -> bytes:
     maps = b"".join(MAP_RECORD.pack(strings.add(m.name), m.map_type, int(m.flags)) for m in ld.maps)
     progs = b"".join(PROG_RECORD.pack(strings.add(p.name), p.prog_type) for p in ld.progs)
     notes = b"".join(NOTE_RECORD.pack(n.insn, int(n.kind), strings.add(n.text)) for n in ld.notes)
-    header = HEADER.pack(LOADER_MAGIC, *VERSION, HEADER_SIZE, int(ld.protocol), 0, len(ld.insns),
-                         len(ld.blob), len(ld.maps), len(ld.progs), ld.ctx_size, len(ld.notes),
-                         len(strings.data), name_off, 0, 0)
-    return header + b"".join(_pad8(part) for part in
-                             (ld.insn_bytes, ld.blob, maps, progs, notes, bytes(strings.data)))
+    sig = bytes(ld.signature)
+    if len(sig) > MAX_SIGNATURE_SIZE:
+        raise FormatError(f"loader file: signature of {len(sig)} bytes, over the "
+                          f"{MAX_SIGNATURE_SIZE} bytes a loader file holds")
+    version, flags = (VERSION_SIGNED, LoaderFlags.SIGNED) if sig else (VERSION, LoaderFlags.NONE)
+    header = HEADER.pack(LOADER_MAGIC, *version, HEADER_SIZE, int(ld.protocol), int(flags),
+                         len(ld.insns), len(ld.blob), len(ld.maps), len(ld.progs), ld.ctx_size,
+                         len(ld.notes), len(strings.data), name_off, len(sig), 0)
+    parts = (ld.insn_bytes, ld.blob, maps, progs, notes, bytes(strings.data)) + ((sig,) if sig else ())
+    return header + b"".join(_pad8(part) for part in parts)
 
 
 def _decode(data: bytes, file: str | None) -> Loader:
@@ -137,11 +170,18 @@ def _decode(data: bytes, file: str | None) -> Loader:
      ctx_sz, note_cnt, str_size, name_off, r0, r1) = HEADER.unpack_from(data)
     if magic != LOADER_MAGIC:
         raise fail("bad magic (not a sigbpf loader file)", 0)
-    if (major, minor) != VERSION:
+    if (major, minor) not in (VERSION, VERSION_SIGNED):
         raise fail(f"unsupported loader format version {major}.{minor} (this reader knows "
-                   f"{VERSION[0]}.{VERSION[1]})", 8)
-    if header_size != HEADER_SIZE or flags or r0 or r1:
-        raise fail("bad header (header_size must be 64, flags and reserved 0)", 12)
+                   f"{VERSION[0]}.{VERSION[1]} and {VERSION_SIGNED[0]}.{VERSION_SIGNED[1]})", 8)
+    if header_size != HEADER_SIZE or r1:
+        raise fail("bad header (header_size must be 64, the reserved word 0)", 12)
+    if (major, minor) == VERSION and (flags or r0):
+        raise fail("bad header (format 1.0: flags and reserved must be 0)", 20)
+    if (major, minor) == VERSION_SIGNED:
+        if flags != LoaderFlags.SIGNED:
+            raise fail(f"bad header (format 1.1: flags {flags:#x}, must be SIGNED)", 20)
+        if not 0 < r0 <= MAX_SIGNATURE_SIZE:
+            raise fail(f"signature size {r0}: must be 1..{MAX_SIGNATURE_SIZE}", 56)
     try:
         proto = Protocol(protocol)
     except ValueError:
@@ -151,13 +191,15 @@ def _decode(data: bytes, file: str | None) -> Loader:
     pos = HEADER_SIZE
     parts = []
     for size in (insn_cnt * 8, blob_size, map_cnt * MAP_RECORD.size, prog_cnt * PROG_RECORD.size,
-                 note_cnt * NOTE_RECORD.size, str_size):
+                 note_cnt * NOTE_RECORD.size, str_size, r0):
         if pos + size > len(data):
             raise fail("truncated", pos)
         parts.append((pos, data[pos:pos + size]))
         pos += size + (-size % 8)
     if pos != len(data):
-        raise fail(f"{len(data) - pos} bytes after the string table", pos)
+        raise fail(f"{len(data) - pos} bytes after the {'signature' if r0 else 'string table'}", pos)
+    if any(byte for p, b in parts for byte in data[p + len(b):p + len(b) + (-len(b) % 8)]):
+        raise fail("padding bytes must be 0", HEADER_SIZE)
     str_pos, strtab = parts[5]
     if not strtab or strtab[0] != 0 or strtab[-1] != 0:
         raise fail("the string table must start and end with NUL", str_pos)
@@ -180,12 +222,12 @@ def _decode(data: bytes, file: str | None) -> Loader:
             raise fail(f"note {i}: bad kind {kind} or insn {insn}", note_pos + 12 * i)
         notes.append(Note(insn, NoteKind(kind), string(text, note_pos + 12 * i)))
     loader = Loader(proto, string(name_off, 52), tuple(Instruction.decode(parts[0][1])),
-                    parts[1][1], maps, progs, tuple(notes))
+                    parts[1][1], maps, progs, tuple(notes), parts[6][1])
     if loader.ctx_size != ctx_sz:
         raise fail(f"ctx_size {ctx_sz} does not match {map_cnt} maps and {prog_cnt} programs "
                    f"({loader.ctx_size})", 40)
     return loader
 
 
-__all__ = ["LOADER_MAGIC", "Loader", "LoaderMap", "LoaderMapFlags", "LoaderProg", "Protocol",
+__all__ = ["LOADER_MAGIC", "MAX_SIGNATURE_SIZE", "Loader", "LoaderFlags", "LoaderMap", "LoaderMapFlags", "LoaderProg", "Protocol",
            "is_loader"]

@@ -68,6 +68,10 @@ class LoaderError(KernelError):
     """The loader program ran and returned ``-errno``."""
 
 
+class SignedLoadRefused(KernelError):
+    """``BPF_PROG_LOAD`` of the loader, given its signature, was refused (errno and log kept)."""
+
+
 def load_and_run(loader: Loader, signature: bytes | None = None,
                  keyring_id: int | None = None) -> LoaderResult:
     """Run *loader* in the kernel (module docstring); its fds.  KernelError on any refusal:
@@ -97,6 +101,8 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
             if loader.protocol is Protocol.V2 and "excl_prog_hash" in (err.log or ""):
                 err.message += (" (protocol v2: this kernel binds fd_array_cnt maps before it "
                                 "computes the program's hash, as 6.18 does; use protocol v1)")
+            if signature is not None:
+                raise SignedLoadRefused(err.message, errno=err.errno, log=err.log) from None
             raise
         with prog:
             ran = run_program(prog, build_ctx(loader), name=LOADER_PROG_NAME)
@@ -115,4 +121,4 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
     return result
 
 
-__all__ = ["LoaderError", "LoaderResult", "build_ctx", "load_and_run", "CTX_HEADER_SIZE"]
+__all__ = ["LoaderError", "LoaderResult", "SignedLoadRefused", "build_ctx", "load_and_run", "CTX_HEADER_SIZE"]
