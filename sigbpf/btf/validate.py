@@ -230,6 +230,32 @@ def _all_kinds(btf: "BTF") -> bytes:
     return (_all_kinds(btf.base) if btf.base is not None else b"") + btf.kinds()
 
 
+#: Refusals that are the kernel's policy about well-formed BTF (names, sizes, depth,
+#: linkage), not damage: libbpf opens objects whose BTF breaks them and, when the kernel
+#: refuses that BTF, loads without it ("BTF is optional, ignoring").
+KERNEL_POLICY = ("parameters must be named", "Unexpected size", "Exceeded max resolving depth",
+                 "Invalid func linkage", "Linkage not supported")
+# (Not "Invalid name": a name that is no identifier may be no text at all.)
+
+
+def is_kernel_policy(err: "BTFError") -> bool:
+    """Whether *err* (from :func:`validate`) is a kernel policy refusal (see KERNEL_POLICY)."""
+    return any(phrase in err.message for phrase in KERNEL_POLICY)
+
+
+def parse_lenient(cls, data: bytes, base=None, *, file: str | None = None):
+    """``cls.parse`` with the kernel's checks; BTF that only breaks a kernel *policy* is
+    returned unvalidated with the refusal: (btf, None) or (btf, BTFError)."""
+    from sigbpf.errors import BTFError
+
+    try:
+        return cls.parse(data, base, file=file), None
+    except BTFError as err:
+        if not is_kernel_policy(err):
+            raise
+        return cls.parse(data, base, file=file, validate=False), err
+
+
 def validate(btf: "BTF") -> None:
     """Raise :class:`BTFError` (with type id and byte offset) for the first rule *btf* breaks."""
     c = _Checker(btf)

@@ -76,6 +76,9 @@ class BPFObject:
     datasec_fixup: datasec.DatasecFixup  # libbpf's DATASEC sizes/offsets/static VARs for .BTF
     #: Which program implements which member of which kernel struct (``.struct_ops``).
     struct_ops: tuple[StructOpsMember, ...] = ()
+    #: The kernel policy the object's .BTF breaks (libbpf opens it; a kernel then refuses the
+    #: BTF and the loader goes on without it), None when the BTF is one the kernel accepts.
+    btf_problem: str | None = None
 
     # ------------------------------------------------------------ reading
     @classmethod
@@ -190,7 +193,7 @@ def _read(data: bytes, name: str) -> BPFObject:
                        offset=by_name["maps"].offset)
     license_ = _license(by_name.get(LICENSE_SECTION))
     kern_version = _kern_version(by_name.get(VERSION_SECTION), elf, name)
-    btf = _btf(by_name.get(BTF_SECTION), name)
+    btf, btf_problem = _btf(by_name.get(BTF_SECTION), name)
     btf_ext = None
     ext_sec = by_name.get(BTF_EXT_SECTION)
     if ext_sec is not None:
@@ -248,7 +251,8 @@ def _read(data: bytes, name: str) -> BPFObject:
     return BPFObject(name=obj_name, file=name, byteorder=elf.byteorder, license=license_,
                      kern_version=kern_version, programs=tuple(programs), maps=tuple(maps),
                      externs=tuple(externs), btf=btf, btf_ext=btf_ext, sections=elf.sections,
-                     symbols=elf.symbols, datasec_fixup=fixup, struct_ops=struct_ops)
+                     symbols=elf.symbols, datasec_fixup=fixup, struct_ops=struct_ops,
+                     btf_problem=btf_problem)
 
 
 def _license(sec: Section | None) -> str:
@@ -268,15 +272,18 @@ def _kern_version(sec: Section | None, elf: ElfFile, file: str) -> int | None:
     return struct.unpack("<I" if elf.byteorder == "little" else ">I", sec.data)[0]
 
 
-def _btf(sec: Section | None, file: str) -> "BTF | None":
+def _btf(sec: Section | None, file: str) -> "tuple[BTF | None, str | None]":
+    """The object's .BTF and, when it breaks only a kernel policy, that refusal's text."""
     from sigbpf.btf import BTF
+    from sigbpf.btf.validate import parse_lenient
 
     if sec is None:
-        return None
+        return None, None
     if sec.type != SectionType.PROGBITS:
         raise ELFError(".BTF is not PROGBITS", file=file, offset=sec.offset)
     try:
-        return BTF.parse(sec.data, file=file)
+        btf, policy = parse_lenient(BTF, sec.data, file=file)
+        return btf, (f".BTF: {policy.message}" if policy is not None else None)
     except BTFError as err:
         # Offsets inside the blob become file offsets; say which section.
         if err.offset is not None:

@@ -314,6 +314,14 @@ class _Session:
     environment: "KernelEnvironment | None"
 
 
+def _needs_kernel_btf(artifact: "Artifact", session: "_Session") -> bool:
+    """Whether the programs cannot load without their BTF in the kernel: struct_ops (libbpf's
+    kernel_needs_btf), and PROG_BTF kfunc calls the kernel resolves itself."""
+    if any(p.attach is not None and p.attach.kind == 4 for p in artifact.programs):
+        return True
+    return session.path is Resolution.KERNEL and bool(artifact.kfuncs)
+
+
 def _select_programs(artifact: "Artifact", names: Sequence[str] | None) -> frozenset[str]:
     """The programs to load: *names* (each must exist), else libbpf's autoload default."""
     if names is None:
@@ -335,10 +343,21 @@ def _load_into(loaded: LoadedArtifact, artifact: "Artifact", session: _Session) 
     if artifact.btf:
         from sigbpf.btf import BTF
 
+        from sigbpf.btf.validate import parse_lenient
+
         file = session.file
-        prog_btf = BTF.parse(artifact.btf,
-                             file=f"{file}: program BTF" if file else "program BTF")
-        loaded.btf_fd = load_btf(artifact.btf, what="the artifact's program BTF")
+        prog_btf, policy = parse_lenient(BTF, artifact.btf,
+                                         file=f"{file}: program BTF" if file else "program BTF")
+        try:
+            loaded.btf_fd = load_btf(artifact.btf, what="the artifact's program BTF")
+        except KernelError as err:
+            if policy is None or _needs_kernel_btf(artifact, session):
+                raise
+            # libbpf: "Error loading .BTF into kernel ... BTF is optional, ignoring."
+            loaded.report.notes.append(
+                f"the kernel refuses the program BTF ({policy.message}; {err.errno_name}): "
+                f"loading without it, as libbpf does (maps without BTF types, programs "
+                f"without func_info, line_info and CO-RE relocations)")
     loaded.prog_btf = prog_btf
     env = session.environment
     if env is None and (artifact.kconfig or artifact.ksyms):
