@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,16 @@ import pytest
 from conftest import BPFTOOL
 
 CLONE_NEWNET = 0x40000000
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    """Poll *predicate* until it holds or *timeout* seconds pass; its last answer."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
 
 
 def counts(loaded, slots: int = 8) -> list[int]:

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from attach_support import (bpffs_dir, bpffs_root, cgroup_dir, counts, in_netns,  # noqa: F401
-                            links_of, loaded_programs, netns_pair, run_in_cgroup, set_u64)
+                            links_of, loaded_programs, netns_pair, run_in_cgroup, set_u64,
+                            wait_for)
 from conftest import BPFTOOL
 from libbpf_ref import BTF_KIND_STRUCT, vmlinux as libbpf_vmlinux
 
@@ -44,15 +45,6 @@ def load(obj: Path, **kw):
         loaded.close()
         raise KernelError(bad[0].error or "refused", errno=bad[0].errno)
     return loaded
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def libbpf_refuses(obj: Path, tmp: Path) -> str | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from attach_support import (bpffs_dir, bpffs_root, cgroup_dir, links_of,  # noqa: F401
-                            loaded_programs, netns_pair)
+                            loaded_programs, netns_pair, wait_for)
 from conftest import BPFTOOL, ROOT, assert_one_line_error
 
 pytestmark = pytest.mark.usefixtures("kernel")
@@ -32,18 +32,9 @@ pytestmark = pytest.mark.usefixtures("kernel")
 TRACE_PROGS = {"tp_getppid", "raw_sys_enter", "up_getpid", "uret_getpid", "upm_getppid"}
 
 
-def wait_until(predicate, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def assert_nothing_left(names: set[str], pin_dir: Path | None = None) -> None:
     """No program named *names* in the kernel (so no link either) and no pin directory."""
-    assert wait_until(lambda: not loaded_programs(names)), loaded_programs(names)
+    assert wait_for(lambda: not loaded_programs(names)), loaded_programs(names)
     if pin_dir is not None:
         assert not pin_dir.exists(), sorted(pin_dir.rglob("*"))
 
@@ -134,7 +125,7 @@ def test_xdp_pinned_in_a_netns_counts_packets_then_unload_detaches(cli, bpf_obje
     assert f"attached: program xdp_count (xdp) attached to XDP on {netns_pair.iface_a}" in proc.stdout
     netns_pair.send_udp(5)
     counts = bpffs_dir / "maps" / "counts"
-    assert wait_until(lambda: read_pinned_counts(counts)[1] >= 5), read_pinned_counts(counts)
+    assert wait_for(lambda: read_pinned_counts(counts)[1] >= 5), read_pinned_counts(counts)
     ip = subprocess.run(["ip", "-n", netns_pair.a, "-d", "link", "show", netns_pair.iface_a],
                         capture_output=True, text=True).stdout
     assert "xdp" in ip

@@ -18,6 +18,8 @@ import subprocess
 
 import pytest
 
+from kfunc_programs import N, PROGRAMS, ctx_bytes
+
 from conftest import BPFTOOL
 from libbpf_ref import vmlinux as libbpf_vmlinux
 
@@ -26,20 +28,10 @@ from sigbpf.asm.opcodes import LD_IMM64_CODE, PseudoLdImm64
 
 pytestmark = pytest.mark.usefixtures("kernel")
 
-N = 10
-# name -> (source file, program, expected return value given ctx = {pid: our pid, n: N})
-PROGRAMS = {
-    "kfunc_task": ("task_lookup", lambda: os.getpid()),
-    "kfunc_rcu_maps": ("rcu_maps", lambda: 40 + 2 + 100 + 1000),
-    "kfunc_iter": ("iter_sum", lambda: sum(range(N))),
-    "kfunc_cpumask": ("cpumask_roundtrip", lambda: 1),
-    "kfunc_obj_new": ("obj_new_local", lambda: 42),
-    "kfunc_weak": ("weak_kfuncs", lambda: 1),
-}
 
 
 def ctx_hex() -> str:
-    return struct.pack("<ii", os.getpid(), N).hex()
+    return ctx_bytes().hex()
 
 
 @pytest.fixture(scope="module")

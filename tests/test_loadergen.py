@@ -11,31 +11,19 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
 import struct
 import subprocess
 
 import pytest
 
+from kfunc_programs import PROGRAMS, ctx_bytes
+
 from conftest import BPFTOOL
 
 from sigbpf.asm import Instruction, JmpOp, mov64_imm
 from sigbpf.errors import InstructionError, KernelError
 
-N = 10
-PROGRAMS = {
-    "kfunc_task": ("task_lookup", lambda: os.getpid()),
-    "kfunc_rcu_maps": ("rcu_maps", lambda: 40 + 2 + 100 + 1000),
-    "kfunc_iter": ("iter_sum", lambda: sum(range(N))),
-    "kfunc_cpumask": ("cpumask_roundtrip", lambda: 1),
-    "kfunc_obj_new": ("obj_new_local", lambda: 42),
-    "kfunc_weak": ("weak_kfuncs", lambda: 1),
-}
-
-
-def ctx_bytes() -> bytes:
-    return struct.pack("<ii", os.getpid(), N)
 
 
 # ---------------------------------------------------------------- assembler, blob

@@ -176,12 +176,7 @@ def run(args: argparse.Namespace) -> int:
         from sigbpf.cli.loader_cmd import run_loader_file
 
         return run_loader_file(args, data)
-    try:
-        ctx = bytes.fromhex(args.ctx)
-    except ValueError:
-        raise UsageError(f"--ctx {args.ctx!r} is not hex bytes") from None
-    if args.ctx and not args.run:
-        raise UsageError("--ctx goes with --run (the context is for BPF_PROG_RUN)")
+    ctx = parse_ctx(args)
     if args.keyring is not None and args.cert is None:
         raise UsageError("--keyring needs --cert (the signature is verified in userspace first)")
     attach_options = _attach_options(args)
@@ -267,6 +262,19 @@ def run(args: argparse.Namespace) -> int:
         if attached is not None and pinned is None:
             _hold(loaded, attached, args)
     return 0
+
+
+def parse_ctx(args: argparse.Namespace) -> bytes:
+    """``--ctx HEX`` as bytes; a usage error when it is no hex or comes without ``--run``."""
+    from sigbpf.errors import UsageError
+
+    try:
+        ctx = bytes.fromhex(args.ctx)
+    except ValueError:
+        raise UsageError(f"--ctx {args.ctx!r} is not hex bytes") from None
+    if args.ctx and not args.run:
+        raise UsageError("--ctx goes with --run (the context is for BPF_PROG_RUN)")
+    return ctx
 
 
 def _artifact_from_input(data: bytes, path: str) -> "Artifact":

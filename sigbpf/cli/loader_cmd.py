@@ -163,12 +163,9 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
     for option in ("attach", "pin", "programs"):
         if getattr(args, option, None):
             raise UsageError(f"--{option} does not apply to a loader file")
-    try:
-        ctx = bytes.fromhex(args.ctx)
-    except ValueError:
-        raise UsageError(f"--ctx {args.ctx!r} is not hex bytes") from None
-    if args.ctx and not args.run:
-        raise UsageError("--ctx goes with --run (the context is for BPF_PROG_RUN)")
+    from sigbpf.cli.load_cmd import parse_ctx
+
+    ctx = parse_ctx(args)
     loader = Loader.decode(data, file=args.input)
     cert_path, keyring = getattr(args, "cert", None), getattr(args, "keyring", None)
     if (cert_path or keyring is not None) and not loader.signature:
