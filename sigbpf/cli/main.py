@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sign": ("sign_cmd", "sign a portable artifact"),
     "verify": ("verify_cmd", "verify a signed artifact"),
     "loader": ("loader_cmd", "generate a signed loader program (light skeleton) from an artifact"),
+    "gen": ("gen_cmd", "gen skeleton: write a C light skeleton header (NAME.lskel.h) for a loader"),
 }
 
 
