@@ -200,13 +200,17 @@ def test_signature_over_4096_bytes_is_refused(loaders, key_pair, monkeypatch) ->
 
 
 def test_an_older_reader_refuses_a_signed_loader_cleanly(loaders) -> None:
-    """The format 1.0 reader (this file's parent commit) says which version it does not know."""
+    """The format 1.0 reader (the commit that added the loader file) says which version it
+    does not know."""
     from sigbpf.errors import FormatError
 
-    old = subprocess.run(["git", "show", "HEAD:sigbpf/loadergen/format.py"], cwd=ROOT,
-                         capture_output=True, text=True)
-    if old.returncode != 0 or "VERSION_SIGNED" in old.stdout:
-        pytest.skip("no format 1.0 reader in HEAD")
+    first = subprocess.run(["git", "log", "--format=%H", "--diff-filter=A", "--",
+                            "sigbpf/loadergen/format.py"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.split()
+    assert first, "the repository's history is needed (a git clone, not an export)"
+    old = subprocess.run(["git", "show", f"{first[-1]}:sigbpf/loadergen/format.py"], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    assert "VERSION_SIGNED" not in old.stdout
     path = Path(loaders["v1"]).with_name("old_format.py")
     path.write_text(old.stdout)
     spec = importlib.util.spec_from_file_location("old_loader_format", path)

@@ -2,10 +2,14 @@
 
 ::
 
-    sigbpf loader ARTIFACT|OBJ -o LOADER [--protocol v1|v2] [--json]
+    sigbpf loader ARTIFACT|OBJ -o LOADER [--protocol auto|v1|v2] [--json]
     sigbpf loader LOADER --disasm
     sigbpf sign LOADER --key KEY --cert CERT -o SIGNED       (run_sign_loader)
     sigbpf load LOADER [--cert CERT] [--keyring KEYRING] [--run --ctx HEX]   (run_loader_file)
+                       [--attach [--iface ...]] [--pin DIR] [--duration S]
+
+``--protocol auto`` (the default) probes which protocol the running kernel
+implements (:mod:`sigbpf.loadergen.probe`) and says so.
 
 The loader file (docs/FORMAT.md, "The signed loader file") holds one
 ``BPF_PROG_TYPE_SYSCALL`` loader program and its data blob; ``sigbpf load
@@ -24,15 +28,17 @@ from __future__ import annotations
 
 import argparse
 import errno
+import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="ARTIFACT|OBJ|LOADER",
                         help="a portable artifact or BPF object (or, with --disasm, a loader)")
     parser.add_argument("-o", "--output", metavar="LOADER", help="where to write the loader")
-    parser.add_argument("--protocol", choices=("v1", "v2"), default="v1",
-                        help="v1 (6.18): the loader checks its blob's hash itself; v2: the kernel "
-                             "checks insns||blob (fd_array_cnt), no check in the loader")
+    parser.add_argument("--protocol", choices=("auto", "v1", "v2"), default="auto",
+                        help="v1 (6.18): the loader checks its blob's hash itself; v2 (7.3): the "
+                             "kernel checks insns||blob (fd_array_cnt), no check in the loader; "
+                             "auto (default): the running kernel's, probed")
     parser.add_argument("--disasm", action="store_true",
                         help="print the loader (the input, or the one just generated) readably")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -53,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from sigbpf.loadergen.listing import listing
 
     data = read_input(args.input)
+    probed = None
     if is_loader(data):
         if not args.disasm or args.output:
             raise UsageError(f"{args.input} is already a loader (use --disasm to show it)")
@@ -64,15 +71,26 @@ def run(args: argparse.Namespace) -> int:
         from sigbpf.loadergen.generate import generate
 
         artifact = _artifact_from_input(data, args.input)
-        loader = generate(artifact, int(args.protocol[1:]))
+        if args.protocol == "auto":
+            from sigbpf.loadergen.probe import probe_protocol
+
+            probed = probe_protocol()
+            if probed.protocol is None:
+                raise UsageError(f"--protocol auto: {probed.describe()}; give --protocol v1 "
+                                 f"or v2")
+        loader = generate(artifact, probed.protocol if probed else int(args.protocol[1:]))
         write_atomic(args.output, loader.encode())
     if args.disasm:
         print(listing(loader), end="")
     elif args.json:
-        emit_json(summary(loader))
+        doc = summary(loader)
+        if probed is not None:
+            doc["protocol_probe"] = probed.answer
+        emit_json(doc)
     else:
-        print(f"{args.output}: loader protocol v{int(loader.protocol)}, {len(loader.insns)} insns, "
-              f"blob {len(loader.blob)} bytes, {len(loader.maps)} map(s), "
+        how = f" ({probed.describe()})" if probed is not None else ""
+        print(f"{args.output}: loader protocol v{int(loader.protocol)}{how}, {len(loader.insns)} "
+              f"insns, blob {len(loader.blob)} bytes, {len(loader.maps)} map(s), "
               f"{len(loader.progs)} program(s)")
     return 0
 
@@ -82,7 +100,7 @@ KERNEL_SIGNATURE_ERRORS: dict[str, str] = {
     "EKEYREJECTED": "the signature does not match the loader's bytes",
     "EBADMSG": "the signature is malformed",
     "ENOKEY": "no key in that keyring made the signature",
-    "EINVAL": "no such keyring",
+    "EINVAL": "the kernel found no such key or keyring",
     "EOPNOTSUPP": "this kernel cannot check signatures (no CONFIG_SYSTEM_DATA_VERIFICATION)",
 }
 
@@ -160,13 +178,21 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
     from sigbpf.loadergen.format import Loader
     from sigbpf.loadergen.run import LoaderError, SignedLoadRefused, load_and_run
 
-    for option in ("attach", "pin", "programs"):
-        if getattr(args, option, None):
-            raise UsageError(f"--{option} does not apply to a loader file")
+    if getattr(args, "programs", None):
+        raise UsageError("--programs does not apply to a loader file (it loads its programs)")
     from sigbpf.cli.load_cmd import parse_ctx
 
     ctx = parse_ctx(args)
     loader = Loader.decode(data, file=args.input)
+    # The artifact path's checks, before anything reaches the kernel: the flags go together,
+    # every program has a plan (its section), the --pin directory is usable.
+    from sigbpf.cli.load_cmd import _attach_options, _check_before_loading
+
+    attach_options = _attach_options(args)  # None: neither --attach nor --pin
+    if attach_options is not None:
+        from sigbpf.loadergen.run import attach_view
+
+        _check_before_loading(attach_view(loader), args, attach_options)
     cert_path, keyring = getattr(args, "cert", None), getattr(args, "keyring", None)
     if (cert_path or keyring is not None) and not loader.signature:
         raise UsageError(f"{args.input}: the loader is not signed (sign it with `sigbpf sign`)")
@@ -210,6 +236,7 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
         except SignedLoadRefused as err:
             err.message = explain_signed_refusal(err, keyring, "userspace" in verified_by)
             err.log = ""
+            err.message += _protocol_mismatch(loader, err)
             raise
         except LoaderError as err:
             from sigbpf.loadergen.format import Protocol
@@ -222,6 +249,9 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
                                 + ("; the kernel had accepted the signature over the "
                                    "instructions" if kid is not None else ""))
             raise
+        except KernelError as err:
+            err.message += _protocol_mismatch(loader, err)
+            raise
     finally:
         if key_serial is not None:
             from sigbpf.kernel.keyring import unlink_key
@@ -233,39 +263,80 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
         notes.append(f"signature verified by the kernel ({name} keyring, keyring_id {kid})"
                      + (f"; the certificate was added to the session keyring as key "
                         f"{key_serial} and unlinked after" if key_serial is not None else ""))
-    with result:
+    loaded = result.as_loaded()
+    with loaded:
         for p in loader.progs:
-            entry: dict[str, object] = {"name": p.name, "loaded": p.name in result.prog_fds,
+            entry: dict[str, object] = {"name": p.name, "loaded": p.name in loaded.prog_fds,
                                         "retval": None, "log": ""}
-            if args.run and p.prog_type == ProgType.SYSCALL and p.name in result.prog_fds:
+            if args.run and p.prog_type == ProgType.SYSCALL and p.name in loaded.prog_fds:
                 try:
-                    entry["retval"] = run_program(result.prog_fds[p.name], ctx, name=p.name).retval
+                    entry["retval"] = run_program(loaded.prog_fds[p.name], ctx, name=p.name).retval
                 except KernelError as err:
                     entry["error"] = str(err)
             programs.append(entry)
-        maps = [m.name for m in loader.maps if m.name in result.map_fds]
-    if signature_doc is not None:
-        signature_doc.update(verified=bool(verified_by), verified_by=verified_by, notes=notes)
-    who = " and ".join("the kernel" if w == "kernel" else w for w in verified_by)
-    if args.json:
-        doc: dict[str, object] = {"loader": {"protocol": f"v{int(loader.protocol)}",
-                                             "insns": len(loader.insns),
-                                             "blob_size": len(loader.blob), "retval": 0},
-                                  "maps": maps, "programs": programs}
+        maps = [m.name for m in loaded.artifact.maps]
+        failed = any("error" in e for e in programs)
+        attached = pinned = None
+        if attach_options is not None and not failed:
+            # The artifact path's code (all or nothing; `with loaded` closes every fd).
+            from sigbpf.cli.load_cmd import _attach_and_pin
+
+            attached, pinned = _attach_and_pin(loaded, args, attach_options)
         if signature_doc is not None:
-            doc["signature"] = signature_doc
-        emit_json(doc)
-    else:
-        print(f"loader {loader.name!r} (protocol v{int(loader.protocol)}, {len(loader.insns)} "
-              f"insns, blob {len(loader.blob)} bytes): ran, returned 0")
-        for note in notes:
-            print(f"note: {note}")
-        if verified_by:
-            print(f"signature verified by: {who}")
-        for name in maps:
-            print(f"map {name}: created")
-        for entry in programs:
-            ran = f", retval {entry['retval']}" if entry["retval"] is not None else ""
-            print(f"program {entry['name']}: loaded{ran}" + (f" ({entry['error']})"
-                                                            if "error" in entry else ""))
-    return 1 if any("error" in e for e in programs) else 0
+            signature_doc.update(verified=bool(verified_by), verified_by=verified_by, notes=notes)
+        who = " and ".join("the kernel" if w == "kernel" else w for w in verified_by)
+        if args.json:
+            doc: dict[str, object] = {"loader": {"protocol": f"v{int(loader.protocol)}",
+                                                 "insns": len(loader.insns),
+                                                 "blob_size": len(loader.blob), "retval": 0},
+                                      "maps": maps, "programs": programs}
+            if signature_doc is not None:
+                doc["signature"] = signature_doc
+            if attached is not None:
+                doc.update(attached.as_json())
+            if pinned is not None:
+                doc["pinned"] = pinned.as_json()
+            emit_json(doc)
+        else:
+            print(f"loader {loader.name!r} (protocol v{int(loader.protocol)}, {len(loader.insns)} "
+                  f"insns, blob {len(loader.blob)} bytes): ran, returned 0")
+            for note in notes:
+                print(f"note: {note}")
+            if verified_by:
+                print(f"signature verified by: {who}")
+            for name in maps:
+                print(f"map {name}: created")
+            for entry in programs:
+                ran = f", retval {entry['retval']}" if entry["retval"] is not None else ""
+                print(f"program {entry['name']}: loaded{ran}" + (f" ({entry['error']})"
+                                                                if "error" in entry else ""))
+            from sigbpf.cli.load_cmd import _print_attached
+
+            _print_attached(attached, pinned)
+        if failed and attach_options is not None:
+            print("sigbpf: error: a program of the loader failed to run; nothing attached or "
+                  "pinned", file=sys.stderr)
+        if attached is not None and pinned is None:
+            from sigbpf.cli.load_cmd import _hold
+
+            _hold(loaded, attached, args)
+    return 1 if failed else 0
+
+
+def _protocol_mismatch(loader, err) -> str:
+    """When the kernel refused the loader program (EACCES) and the running kernel implements
+    the other protocol (:func:`~sigbpf.loadergen.probe.probe_protocol`): a clause naming both."""
+    if err.errno != errno.EACCES:
+        return ""
+    from sigbpf.errors import KernelError
+    from sigbpf.loadergen.probe import probe_protocol
+
+    try:
+        probed = probe_protocol()
+    except KernelError:
+        return ""
+    if probed.protocol is None or probed.protocol == loader.protocol:
+        return ""
+    mine, theirs = int(loader.protocol), int(probed.protocol)
+    return (f"; this is a protocol v{mine} loader and the running kernel implements protocol "
+            f"v{theirs} (generate it again with sigbpf loader --protocol v{theirs})")

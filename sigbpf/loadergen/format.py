@@ -10,6 +10,12 @@ A *signed* loader (format 1.1, header flag ``SIGNED``) also carries one PKCS#7
 signature after the string table: over the loader's instructions (protocol
 v1) or its instructions followed by the blob (v2); see :mod:`.sign`.  An
 unsigned loader is still written as format 1.0, byte for byte as before.
+
+A loader that loads a program of a type that attaches (anything but
+``BPF_PROG_TYPE_SYSCALL``) is written as format 1.2 (header flag ``ATTACH``):
+an ATTACH part after PROGS gives each program's section name, expected attach
+type and attach target name, what ``sigbpf load LOADER --attach`` plans from.
+These names are not covered by the signature (docs/FORMAT.md 8.1).
 """
 
 from __future__ import annotations
@@ -28,12 +34,15 @@ from sigbpf.loadergen.magic import LOADER_MAGIC, is_loader
 VERSION = (1, 0)
 #: A signed loader: the header's flag SIGNED, its signature size at offset 56.
 VERSION_SIGNED = (1, 1)
+#: A loader with attach names (header flag ATTACH), signed or not.
+VERSION_ATTACH = (1, 2)
 #: The largest signature a loader file holds (bpftool's limit for BPF_PROG_LOAD's signature).
 MAX_SIGNATURE_SIZE = 4096
 HEADER = struct.Struct("<8sHHIIIIIIIIIIIII")
 HEADER_SIZE = HEADER.size  # 64
 MAP_RECORD = struct.Struct("<III")
 PROG_RECORD = struct.Struct("<II")
+ATTACH_RECORD = struct.Struct("<III")
 NOTE_RECORD = struct.Struct("<III")
 
 
@@ -52,6 +61,8 @@ class LoaderFlags(IntFlag):
     NONE = 0
     #: A signature follows the string table; its size is the header's u32 at 56.
     SIGNED = 1
+    #: 1.2: an ATTACH part (one record per program) follows PROGS.
+    ATTACH = 2
 
 
 class LoaderMapFlags(IntFlag):
@@ -71,10 +82,14 @@ class LoaderMap:
 
 @dataclass(frozen=True, slots=True)
 class LoaderProg:
-    """A program descriptor of the ctx: the program's name and type."""
+    """A program descriptor of the ctx: the program's name and type, and (format 1.2) what
+    attaching it needs: its section name, expected attach type and attach target name."""
 
     name: str
     prog_type: int
+    section: str = ""
+    expected_attach_type: int = 0
+    attach_to: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,16 +162,23 @@ def _encode(ld: Loader) -> bytes:
     name_off = strings.add(ld.name)
     maps = b"".join(MAP_RECORD.pack(strings.add(m.name), m.map_type, int(m.flags)) for m in ld.maps)
     progs = b"".join(PROG_RECORD.pack(strings.add(p.name), p.prog_type) for p in ld.progs)
+    with_attach = any(p.section or p.expected_attach_type or p.attach_to for p in ld.progs)
+    attach = b"".join(ATTACH_RECORD.pack(strings.add(p.section), p.expected_attach_type,
+                                         strings.add(p.attach_to))
+                      for p in ld.progs) if with_attach else b""
     notes = b"".join(NOTE_RECORD.pack(n.insn, int(n.kind), strings.add(n.text)) for n in ld.notes)
     sig = bytes(ld.signature)
     if len(sig) > MAX_SIGNATURE_SIZE:
         raise FormatError(f"loader file: signature of {len(sig)} bytes, over the "
                           f"{MAX_SIGNATURE_SIZE} bytes a loader file holds")
     version, flags = (VERSION_SIGNED, LoaderFlags.SIGNED) if sig else (VERSION, LoaderFlags.NONE)
+    if with_attach:
+        version, flags = VERSION_ATTACH, flags | LoaderFlags.ATTACH
     header = HEADER.pack(LOADER_MAGIC, *version, HEADER_SIZE, int(ld.protocol), int(flags),
                          len(ld.insns), len(ld.blob), len(ld.maps), len(ld.progs), ld.ctx_size,
                          len(ld.notes), len(strings.data), name_off, len(sig), 0)
-    parts = (ld.insn_bytes, ld.blob, maps, progs, notes, bytes(strings.data)) + ((sig,) if sig else ())
+    parts = ((ld.insn_bytes, ld.blob, maps, progs) + ((attach,) if with_attach else ())
+             + (notes, bytes(strings.data)) + ((sig,) if sig else ()))
     return header + b"".join(_pad8(part) for part in parts)
 
 
@@ -170,9 +192,9 @@ def _decode(data: bytes, file: str | None) -> Loader:
      ctx_sz, note_cnt, str_size, name_off, r0, r1) = HEADER.unpack_from(data)
     if magic != LOADER_MAGIC:
         raise fail("bad magic (not a sigbpf loader file)", 0)
-    if (major, minor) not in (VERSION, VERSION_SIGNED):
+    if (major, minor) not in (VERSION, VERSION_SIGNED, VERSION_ATTACH):
         raise fail(f"unsupported loader format version {major}.{minor} (this reader knows "
-                   f"{VERSION[0]}.{VERSION[1]} and {VERSION_SIGNED[0]}.{VERSION_SIGNED[1]})", 8)
+                   f"1.0, 1.1 and 1.2)", 8)
     if header_size != HEADER_SIZE or r1:
         raise fail("bad header (header_size must be 64, the reserved word 0)", 12)
     if (major, minor) == VERSION and (flags or r0):
@@ -180,6 +202,12 @@ def _decode(data: bytes, file: str | None) -> Loader:
     if (major, minor) == VERSION_SIGNED:
         if flags != LoaderFlags.SIGNED:
             raise fail(f"bad header (format 1.1: flags {flags:#x}, must be SIGNED)", 20)
+    if (major, minor) == VERSION_ATTACH:
+        if flags & ~(LoaderFlags.SIGNED | LoaderFlags.ATTACH) or not flags & LoaderFlags.ATTACH:
+            raise fail(f"bad header (format 1.2: flags {flags:#x}, must be ATTACH [| SIGNED])", 20)
+        if not flags & LoaderFlags.SIGNED and r0:
+            raise fail("bad header (signature size without the SIGNED flag)", 56)
+    if flags & LoaderFlags.SIGNED:
         if not 0 < r0 <= MAX_SIGNATURE_SIZE:
             raise fail(f"signature size {r0}: must be 1..{MAX_SIGNATURE_SIZE}", 56)
     try:
@@ -189,18 +217,21 @@ def _decode(data: bytes, file: str | None) -> Loader:
     if insn_cnt == 0:
         raise fail("no instructions", 24)
     pos = HEADER_SIZE
-    parts = []
-    for size in (insn_cnt * 8, blob_size, map_cnt * MAP_RECORD.size, prog_cnt * PROG_RECORD.size,
-                 note_cnt * NOTE_RECORD.size, str_size, r0):
+    parts: dict[str, tuple[int, bytes]] = {}
+    attach_size = prog_cnt * ATTACH_RECORD.size if flags & LoaderFlags.ATTACH else 0
+    for part, size in (("insns", insn_cnt * 8), ("blob", blob_size),
+                       ("maps", map_cnt * MAP_RECORD.size), ("progs", prog_cnt * PROG_RECORD.size),
+                       ("attach", attach_size), ("notes", note_cnt * NOTE_RECORD.size),
+                       ("strtab", str_size), ("signature", r0)):
         if pos + size > len(data):
-            raise fail("truncated", pos)
-        parts.append((pos, data[pos:pos + size]))
+            raise fail(f"truncated (in its {part})", pos)
+        parts[part] = (pos, data[pos:pos + size])
         pos += size + (-size % 8)
     if pos != len(data):
         raise fail(f"{len(data) - pos} bytes after the {'signature' if r0 else 'string table'}", pos)
-    if any(byte for p, b in parts for byte in data[p + len(b):p + len(b) + (-len(b) % 8)]):
+    if any(byte for p, b in parts.values() for byte in data[p + len(b):p + len(b) + (-len(b) % 8)]):
         raise fail("padding bytes must be 0", HEADER_SIZE)
-    str_pos, strtab = parts[5]
+    str_pos, strtab = parts["strtab"]
     if not strtab or strtab[0] != 0 or strtab[-1] != 0:
         raise fail("the string table must start and end with NUL", str_pos)
 
@@ -209,25 +240,31 @@ def _decode(data: bytes, file: str | None) -> Loader:
             raise fail(f"string offset {off} outside the string table", at)
         return strtab[off:strtab.index(b"\0", off)].decode("utf-8", "replace")
 
-    map_pos, map_bytes = parts[2]
+    map_pos, map_bytes = parts["maps"]
     maps = tuple(LoaderMap(string(n, map_pos + 12 * i), t, LoaderMapFlags(f))
                  for i, (n, t, f) in enumerate(MAP_RECORD.iter_unpack(map_bytes)))
-    prog_pos, prog_bytes = parts[3]
+    prog_pos, prog_bytes = parts["progs"]
     progs = tuple(LoaderProg(string(n, prog_pos + 8 * i), t)
                   for i, (n, t) in enumerate(PROG_RECORD.iter_unpack(prog_bytes)))
-    note_pos, note_bytes = parts[4]
+    attach_pos, attach_bytes = parts["attach"]
+    if attach_bytes:
+        progs = tuple(LoaderProg(p.name, p.prog_type, string(sec, attach_pos + 12 * i), eat,
+                                 string(to, attach_pos + 12 * i + 8))
+                      for i, (p, (sec, eat, to)) in
+                      enumerate(zip(progs, ATTACH_RECORD.iter_unpack(attach_bytes))))
+    note_pos, note_bytes = parts["notes"]
     notes = []
     for i, (insn, kind, text) in enumerate(NOTE_RECORD.iter_unpack(note_bytes)):
         if kind not in (1, 2) or insn > insn_cnt:
             raise fail(f"note {i}: bad kind {kind} or insn {insn}", note_pos + 12 * i)
         notes.append(Note(insn, NoteKind(kind), string(text, note_pos + 12 * i)))
-    loader = Loader(proto, string(name_off, 52), tuple(Instruction.decode(parts[0][1])),
-                    parts[1][1], maps, progs, tuple(notes), parts[6][1])
+    loader = Loader(proto, string(name_off, 52), tuple(Instruction.decode(parts["insns"][1])),
+                    parts["blob"][1], maps, progs, tuple(notes), parts["signature"][1])
     if loader.ctx_size != ctx_sz:
         raise fail(f"ctx_size {ctx_sz} does not match {map_cnt} maps and {prog_cnt} programs "
                    f"({loader.ctx_size})", 40)
     return loader
 
 
-__all__ = ["LOADER_MAGIC", "MAX_SIGNATURE_SIZE", "Loader", "LoaderFlags", "LoaderMap", "LoaderMapFlags", "LoaderProg", "Protocol",
+__all__ = ["LOADER_MAGIC", "MAX_SIGNATURE_SIZE", "VERSION_ATTACH", "Loader", "LoaderFlags", "LoaderMap", "LoaderMapFlags", "LoaderProg", "Protocol",
            "is_loader"]

@@ -144,7 +144,13 @@ def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
                            LoaderMapFlags.MAX_ENTRIES_FROM_CTX
                            if m.flags & ArtifactMapFlags.MAX_ENTRIES_CPUS else LoaderMapFlags.NONE)
                  for m in artifact.maps)
-    progs = tuple(LoaderProg(p.name, p.prog_type) for _, p in programs)
+    # What attaching needs (format 1.2), recorded only when a program attaches at all: a
+    # loader of syscall programs only is written as before.
+    from sigbpf.elf.progtypes import ProgType
+
+    attaches = any(p.prog_type != ProgType.SYSCALL for _, p in programs)
+    progs = tuple(LoaderProg(p.name, p.prog_type, p.section, p.expected_attach_type, p.attach_to)
+                  if attaches else LoaderProg(p.name, p.prog_type) for _, p in programs)
     return Loader(protocol, artifact.name, out.insns, data, maps, progs, out.notes)
 
 

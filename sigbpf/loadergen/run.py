@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sigbpf.errors import KernelError
 from sigbpf.kernel.syscall import Fd, strerror
 from sigbpf.loadergen.emit import CTX_HEADER_SIZE, map_desc_offset, prog_desc_offset
 from sigbpf.loadergen.format import Loader, LoaderMapFlags, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sigbpf.artifact.format import Program
+    from sigbpf.kernel.loader import LoadedArtifact
 
 LOADER_LICENSE = "Dual BSD/GPL"
 LOADER_MAP_NAME = "__loader.map"
@@ -50,6 +55,58 @@ class LoaderResult:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def as_loaded(self) -> "LoadedArtifact":
+        """The fds as a :class:`~sigbpf.kernel.loader.LoadedArtifact` (they move there: close
+        that one), for :mod:`sigbpf.kernel.attach` and :mod:`sigbpf.kernel.bpffs`: its
+        ``artifact`` is :func:`attach_view` of the loader (names, types, sections)."""
+        from sigbpf.kernel.loader import LoadedArtifact
+
+        view = attach_view(self.loader, set(self.map_fds))
+        loaded = LoadedArtifact(report=None, artifact=view,  # type: ignore[arg-type]
+                                map_fds=[self.map_fds[m.name] for m in view.maps],
+                                prog_fds={p.name: self.prog_fds[p.name] for p in view.programs
+                                          if p.name in self.prog_fds})
+        self.map_fds, self.prog_fds = {}, {}
+        return loaded
+
+
+@dataclass(frozen=True)
+class _MapName:
+    name: str
+
+
+@dataclass(frozen=True)
+class AttachView:
+    """What :func:`~sigbpf.kernel.attach.attach_loaded` and
+    :func:`~sigbpf.kernel.bpffs.pin_loaded` read of an artifact, from a loader file:
+    ``programs`` (artifact Programs without instructions) and ``maps`` (names)."""
+
+    name: str
+    programs: tuple["Program", ...]
+    maps: tuple[_MapName, ...]
+
+
+def attach_view(loader: Loader, map_names: "set[str] | None" = None) -> AttachView:
+    """The loader's programs as artifact Programs (name, section, types, attach target) for
+    the attach code.  UsageError when a program that may attach has no section name (a
+    loader file written before format 1.2: generate it again)."""
+    from sigbpf.artifact.format import Program
+    from sigbpf.elf.progtypes import ProgType
+    from sigbpf.errors import UsageError
+
+    programs = []
+    for p in loader.progs:
+        section = p.section or ("syscall" if p.prog_type == ProgType.SYSCALL else "")
+        if not section:
+            raise UsageError(f"loader {loader.name!r}: program {p.name!r} has no section name "
+                             f"in the loader file (written before format 1.2); generate the "
+                             f"loader again to attach it")
+        programs.append(Program(p.name, section, p.prog_type, (), p.expected_attach_type,
+                                attach_to=p.attach_to))
+    return AttachView(loader.name, tuple(programs),
+                      tuple(_MapName(m.name) for m in loader.maps
+                            if map_names is None or m.name in map_names))
 
 
 def build_ctx(loader: Loader, *, log_level: int = 0, log_size: int = 0, log_buf: int = 0) -> bytes:
@@ -121,4 +178,4 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
     return result
 
 
-__all__ = ["LoaderError", "LoaderResult", "SignedLoadRefused", "build_ctx", "load_and_run", "CTX_HEADER_SIZE"]
+__all__ = ["AttachView", "attach_view", "LoaderError", "LoaderResult", "SignedLoadRefused", "build_ctx", "load_and_run", "CTX_HEADER_SIZE"]
