@@ -244,11 +244,7 @@ def run(args: argparse.Namespace) -> int:
                 signature_doc["notes"] = [n for n in report.notes if n == verified_note
                                           or "differ from the signed ones" in n]
                 doc["signature"] = signature_doc
-            if attached is not None:
-                doc.update(attached.as_json())
-            if pinned is not None:
-                doc["pinned"] = pinned.as_json()
-            emit_json(doc)
+            emit_json(with_attached(doc, attached, pinned))
         else:
             _print_text(report, args.run)
             _print_attached(attached, pinned)
@@ -262,6 +258,15 @@ def run(args: argparse.Namespace) -> int:
         if attached is not None and pinned is None:
             _hold(loaded, attached, args)
     return 0
+
+
+def with_attached(doc: dict, attached, pinned) -> dict:
+    """*doc* (a ``load --json`` object) with what ``--attach`` / ``--pin`` did."""
+    if attached is not None:
+        doc.update(attached.as_json())
+    if pinned is not None:
+        doc["pinned"] = pinned.as_json()
+    return doc
 
 
 def parse_ctx(args: argparse.Namespace) -> bytes:

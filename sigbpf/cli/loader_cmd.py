@@ -292,11 +292,9 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
                                       "maps": maps, "programs": programs}
             if signature_doc is not None:
                 doc["signature"] = signature_doc
-            if attached is not None:
-                doc.update(attached.as_json())
-            if pinned is not None:
-                doc["pinned"] = pinned.as_json()
-            emit_json(doc)
+            from sigbpf.cli.load_cmd import with_attached
+
+            emit_json(with_attached(doc, attached, pinned))
         else:
             print(f"loader {loader.name!r} (protocol v{int(loader.protocol)}, {len(loader.insns)} "
                   f"insns, blob {len(loader.blob)} bytes): ran, returned 0")

@@ -97,20 +97,11 @@ class PerfBuffer:
     def __init__(self, map_: Any, callback: Callable[[int, bytes], Any],
                  lost_callback: Callable[[int, int], Any] | None = None, pages: int = 8) -> None:
         from sigbpf.kernel.cpus import possible_cpus
-        from sigbpf.kernel.info import map_info
         from sigbpf.kernel.perf_event import online_cpus
-        from sigbpf.kernel.ringbuf import map_fd_and_name
+        from sigbpf.kernel.ringbuf import open_typed_map
 
-        fd, name = map_fd_and_name(map_, "PerfBuffer")
-        info = map_info(fd)
-        self.name = name or info.name
-        what = f"perf buffer {self.name!r}"
-        if info.type != MapType.PERF_EVENT_ARRAY:
-            try:
-                kind = MapType(info.type).name
-            except ValueError:
-                kind = str(info.type)
-            raise KernelError(f"{what}: map is {kind}, not PERF_EVENT_ARRAY")
+        fd, self.name, info, what = open_typed_map(map_, MapType.PERF_EVENT_ARRAY, "perf buffer",
+                                                   "PerfBuffer")
         if pages <= 0 or pages & (pages - 1):
             raise KernelError(f"{what}: pages must be a power of two, not {pages}")
         self.callback = callback

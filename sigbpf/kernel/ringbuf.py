@@ -63,6 +63,24 @@ def map_fd_and_name(map_: Any, user: str = "RingBuffer") -> tuple[int, str]:
     raise TypeError(f"{user} takes a MapView, an Fd or an int fd, not {type(map_).__name__}")
 
 
+def open_typed_map(map_: Any, expected: MapType, what: str, user: str):
+    """(fd, name, map info, label) of *map_*, a KernelError unless it is an *expected* map;
+    *what* names the consumer in messages ("ring buffer" / "perf buffer")."""
+    from sigbpf.kernel.info import map_info
+
+    fd, name = map_fd_and_name(map_, user)
+    info = map_info(fd)
+    name = name or info.name
+    label = f"{what} {name!r}"
+    if info.type != expected:
+        try:
+            kind = MapType(info.type).name
+        except ValueError:
+            kind = str(info.type)
+        raise KernelError(f"{label}: map is {kind}, not {expected.name}")
+    return fd, name, info, label
+
+
 class RingBuffer:
     """Reads the records of one ``BPF_MAP_TYPE_RINGBUF`` map: ``callback(data: bytes)`` each.
 
@@ -72,18 +90,8 @@ class RingBuffer:
     """
 
     def __init__(self, map_: Any, callback: Callable[[bytes], Any]) -> None:
-        from sigbpf.kernel.info import map_info
-
-        fd, name = map_fd_and_name(map_)
-        info = map_info(fd)
-        self.name = name or info.name
-        what = f"ring buffer {self.name!r}"
-        if info.type != MapType.RINGBUF:
-            try:
-                kind = MapType(info.type).name
-            except ValueError:
-                kind = str(info.type)
-            raise KernelError(f"{what}: map is {kind}, not RINGBUF")
+        fd, self.name, info, what = open_typed_map(map_, MapType.RINGBUF, "ring buffer",
+                                                   "RingBuffer")
         size = info.max_entries
         if size <= 0 or size & (size - 1) or size % PAGE_SIZE:
             raise KernelError(f"{what}: max_entries {size} is not a power-of-2 multiple of "
