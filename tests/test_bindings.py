@@ -319,3 +319,34 @@ def test_attach_targets_are_searched_in_module_btf(kernel, corpus_btf) -> None:
         bind_attach_target(AttachTarget(name, int(Kind.FUNC), "vmlinux"), kernel)
     with pytest.raises(NotFoundError, match="searched module 'nf_conntrack'"):
         bind_attach_target(AttachTarget(name, int(Kind.FUNC), "nf_conntrack"), kernel)
+
+
+def test_the_signed_loader_binds_the_same_names_in_the_kernel(kernel, bpf_object) -> None:
+    """Through the signed loader (sigbpf.loadergen, protocol v1), the same object gets the
+    same machine-specific values the userspace loader gives it: one perf-event slot per
+    possible CPU, the ring buffer rounded to pages, the inner map and the program in their
+    slots, and the tp_btf programs bound to btf_trace_sched_switch -- resolved in the kernel
+    by name (bpf_btf_find_by_name_kind), nothing kernel-specific in the loader's bytes."""
+    from sigbpf.kernel.cpus import possible_cpus
+    from sigbpf.kernel.info import map_info, prog_info
+    from sigbpf.kernel.maps import lookup_elem
+    from sigbpf.loadergen.generate import generate
+    from sigbpf.loadergen.format import Protocol
+    from sigbpf.loadergen.run import load_and_run
+
+    art = build_artifact(bpf_object("bind_maps", "-DSIGBPF_NO_MISSING_TARGET"))
+    loader = generate(art, Protocol.V1)
+    assert generate(art, Protocol.V1).encode() == loader.encode()  # deterministic
+    with load_and_run(loader) as result:
+        maps, progs = result.map_fds, result.prog_fds
+        assert set(progs) == {"tail_target", "on_switch"}
+        assert map_info(maps["events"]).max_entries == possible_cpus()
+        assert map_info(maps["rb"]).max_entries == (8192 if mmap.PAGESIZE == 4096
+                                                   else mmap.PAGESIZE)
+        inner_id = map_info(maps["inner1"]).id
+        assert struct.unpack("<I", lookup_elem(maps["outer"], struct.pack("<I", 1), 4)) == \
+            (inner_id,)
+        assert struct.unpack("<I", lookup_elem(maps["jmp"], struct.pack("<I", 0), 4)) == \
+            (prog_info(progs["tail_target"]).id,)
+        want = BTF.load_vmlinux().find_by_name_kind("btf_trace_sched_switch", Kind.TYPEDEF)
+        assert prog_info(progs["on_switch"]).attach_btf_id == want

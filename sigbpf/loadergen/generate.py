@@ -35,6 +35,9 @@ from sigbpf.loadergen.blob import Blob
 from sigbpf.loadergen.emit import PROG_LOAD_ATTR_SIZE, Emitter
 from sigbpf.loadergen.format import Loader, LoaderMap, LoaderMapFlags, LoaderProg, Protocol
 
+#: BPF_MAP_TYPE_PROG_ARRAY.
+_PROG_ARRAY = 3
+
 if TYPE_CHECKING:  # pragma: no cover
     from sigbpf.artifact.format import Artifact, Map, Program
 
@@ -87,7 +90,10 @@ def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
         m = artifact.maps[index]
         if m.inner_map >= 0:
             create(m.inner_map, chain + (index,))
-        btf_ids = with_btf and bool(m.btf_key_type_id or m.btf_value_type_id)
+        # A prog array takes no BTF key/value (the kernel's map_check_no_btf: EINVAL, measured);
+        # the userspace loader retries without it as libbpf does, a loader cannot retry.
+        btf_ids = (with_btf and bool(m.btf_key_type_id or m.btf_value_type_id)
+                   and m.map_type != _PROG_ARRAY)
         attr = bytes(A.MAP_CREATE.pack(
             map_type=m.map_type, key_size=m.key_size, value_size=m.value_size,
             max_entries=_max_entries(m, page_size), map_flags=m.map_flags,

@@ -59,10 +59,12 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 	return 0;
 }
 
+#ifndef SIGBPF_NO_MISSING_TARGET
 SEC("fentry/sigbpf_no_such_function")
 int BPF_PROG(on_missing)
 {
 	return 0;
 }
+#endif
 
 char LICENSE[] SEC("license") = "GPL";
