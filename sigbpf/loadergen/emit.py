@@ -38,6 +38,7 @@ class Helper(IntEnum):
     """The helpers a loader calls (``enum bpf_func_id``)."""
 
     PROBE_READ_KERNEL = 113
+    COPY_FROM_USER = 148
     SYS_BPF = 166
     BTF_FIND_BY_NAME_KIND = 167
     SYS_CLOSE = 168
@@ -284,6 +285,20 @@ class Emitter:
         self.asm.ld_imm64(Reg.R1, BlobAddr(attr, fields["value"].offset))
         self.asm.emit(stx_mem(Size.DW, Reg.R1, Reg.R0, 0))
         self.sys_bpf(Cmd.MAP_UPDATE_ELEM, attr, MAP_ELEM_ATTR_SIZE)
+        self.check_err()
+
+    def initial_value_from_ctx(self, index: int, dst: BlobAddr, size: int) -> None:
+        """``bpf_copy_from_user(dst, size, ctx.map_desc[index].initial_value)`` (helper 148; a
+        sleepable loader may call it), libbpf's ``bpf_gen__map_update_elem`` with the caller's
+        initial value -- but required: ``initial_value`` 0 is the loader's error (``-EINVAL``,
+        through cleanup), and so is a failed copy (``-EFAULT``).  Clobbers r0-r5, r7."""
+        self.asm.comment(f"initial value: map {index}, {size} bytes from the ctx's initial_value")
+        self.asm.emit(ldx_mem(Size.DW, Reg.R3, Reg.CTX, map_desc_offset(index) + 8),
+                      mov64_imm(Reg.RET, -errno_mod.EINVAL))
+        self.asm.jmp_imm(JmpOp.JEQ, Reg.R3, 0, "cleanup")
+        self.asm.ld_imm64(Reg.R1, dst)
+        self.asm.emit(mov64_imm(Reg.R2, size), call_helper(Helper.COPY_FROM_USER),
+                      mov64_reg(Reg.RET, Reg.R0))
         self.check_err()
 
     def map_freeze(self, index: int) -> None:

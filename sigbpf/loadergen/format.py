@@ -16,6 +16,12 @@ A loader that loads a program of a type that attaches (anything but
 an ATTACH part after PROGS gives each program's section name, expected attach
 type and attach target name, what ``sigbpf load LOADER --attach`` plans from.
 These names are not covered by the signature (docs/FORMAT.md 8.1).
+
+A loader of an artifact with ``.kconfig`` externs is written as format 1.3 (header flag
+``KCONFIG``, the kconfig extern count in the header's word at 60): a KCONFIG part after
+ATTACH (or PROGS) gives the KCONFIG map's index and value size and the externs (as the
+artifact's KCONFIG section), from which the runner computes the values the loader copies
+from the ctx.  Neither these names nor the values are covered by the signature.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+from typing import TYPE_CHECKING
 
 from sigbpf.asm import Instruction
 from sigbpf.errors import FormatError
@@ -31,11 +38,16 @@ from sigbpf.loadergen.assembler import Note, NoteKind
 from sigbpf.loadergen.emit import ctx_size
 from sigbpf.loadergen.magic import LOADER_MAGIC, is_loader
 
+if TYPE_CHECKING:  # pragma: no cover
+    from sigbpf.artifact.format import KconfigExtern
+
 VERSION = (1, 0)
 #: A signed loader: the header's flag SIGNED, its signature size at offset 56.
 VERSION_SIGNED = (1, 1)
 #: A loader with attach names (header flag ATTACH), signed or not.
 VERSION_ATTACH = (1, 2)
+#: A loader with kconfig externs (header flag KCONFIG), attach names or not, signed or not.
+VERSION_KCONFIG = (1, 3)
 #: The largest signature a loader file holds (bpftool's limit for BPF_PROG_LOAD's signature).
 MAX_SIGNATURE_SIZE = 4096
 HEADER = struct.Struct("<8sHHIIIIIIIIIIIII")
@@ -44,6 +56,9 @@ MAP_RECORD = struct.Struct("<III")
 PROG_RECORD = struct.Struct("<II")
 ATTACH_RECORD = struct.Struct("<III")
 NOTE_RECORD = struct.Struct("<III")
+KCONFIG_HEAD = struct.Struct("<II")  # map index, value size
+KCONFIG_RECORD = struct.Struct("<5I")  # name_off, type, offset, size, flags (as the artifact's)
+_KCONFIG_WEAK, _KCONFIG_SIGNED = 1, 2
 
 
 class Protocol(IntEnum):
@@ -63,6 +78,8 @@ class LoaderFlags(IntFlag):
     SIGNED = 1
     #: 1.2: an ATTACH part (one record per program) follows PROGS.
     ATTACH = 2
+    #: 1.3: a KCONFIG part follows ATTACH (or PROGS); its record count is the header's u32 at 60.
+    KCONFIG = 4
 
 
 class LoaderMapFlags(IntFlag):
@@ -93,6 +110,17 @@ class LoaderProg:
 
 
 @dataclass(frozen=True, slots=True)
+class LoaderKconfig:
+    """The KCONFIG map (format 1.3): its index, value size and ``.kconfig`` externs; the
+    caller computes the value and passes its address as the map descriptor's
+    ``initial_value`` (not covered by the signature: docs/FORMAT.md 8.1)."""
+
+    map_index: int
+    value_size: int
+    externs: tuple["KconfigExtern", ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Loader:
     """One generated loader."""
 
@@ -105,6 +133,8 @@ class Loader:
     notes: tuple[Note, ...] = ()
     #: PKCS#7 DER in the kernel's format (empty: not signed); docs/FORMAT.md 8.4.
     signature: bytes = b""
+    #: Format 1.3: the KCONFIG map and its externs (None: the artifact has none).
+    kconfig: LoaderKconfig | None = None
 
     @property
     def signed_payload(self) -> bytes:
@@ -166,6 +196,13 @@ def _encode(ld: Loader) -> bytes:
     attach = b"".join(ATTACH_RECORD.pack(strings.add(p.section), p.expected_attach_type,
                                          strings.add(p.attach_to))
                       for p in ld.progs) if with_attach else b""
+    kc = ld.kconfig
+    kconfig = b""
+    if kc is not None:
+        kconfig = KCONFIG_HEAD.pack(kc.map_index, kc.value_size) + b"".join(
+            KCONFIG_RECORD.pack(strings.add(k.name), k.type, k.offset, k.size,
+                                (_KCONFIG_WEAK if k.weak else 0) | (_KCONFIG_SIGNED if k.signed else 0))
+            for k in kc.externs)
     notes = b"".join(NOTE_RECORD.pack(n.insn, int(n.kind), strings.add(n.text)) for n in ld.notes)
     sig = bytes(ld.signature)
     if len(sig) > MAX_SIGNATURE_SIZE:
@@ -174,11 +211,14 @@ def _encode(ld: Loader) -> bytes:
     version, flags = (VERSION_SIGNED, LoaderFlags.SIGNED) if sig else (VERSION, LoaderFlags.NONE)
     if with_attach:
         version, flags = VERSION_ATTACH, flags | LoaderFlags.ATTACH
+    if kc is not None:
+        version, flags = VERSION_KCONFIG, flags | LoaderFlags.KCONFIG
     header = HEADER.pack(LOADER_MAGIC, *version, HEADER_SIZE, int(ld.protocol), int(flags),
                          len(ld.insns), len(ld.blob), len(ld.maps), len(ld.progs), ld.ctx_size,
-                         len(ld.notes), len(strings.data), name_off, len(sig), 0)
+                         len(ld.notes), len(strings.data), name_off, len(sig),
+                         len(kc.externs) if kc is not None else 0)
     parts = ((ld.insn_bytes, ld.blob, maps, progs) + ((attach,) if with_attach else ())
-             + (notes, bytes(strings.data)) + ((sig,) if sig else ()))
+             + ((kconfig,) if kc is not None else ()) + (notes, bytes(strings.data)) + ((sig,) if sig else ()))
     return header + b"".join(_pad8(part) for part in parts)
 
 
@@ -192,11 +232,13 @@ def _decode(data: bytes, file: str | None) -> Loader:
      ctx_sz, note_cnt, str_size, name_off, r0, r1) = HEADER.unpack_from(data)
     if magic != LOADER_MAGIC:
         raise fail("bad magic (not a sigbpf loader file)", 0)
-    if (major, minor) not in (VERSION, VERSION_SIGNED, VERSION_ATTACH):
+    if (major, minor) not in (VERSION, VERSION_SIGNED, VERSION_ATTACH, VERSION_KCONFIG):
         raise fail(f"unsupported loader format version {major}.{minor} (this reader knows "
-                   f"1.0, 1.1 and 1.2)", 8)
-    if header_size != HEADER_SIZE or r1:
-        raise fail("bad header (header_size must be 64, the reserved word 0)", 12)
+                   f"1.0, 1.1, 1.2 and 1.3)", 8)
+    if header_size != HEADER_SIZE:
+        raise fail("bad header (header_size must be 64)", 12)
+    if (major, minor) != VERSION_KCONFIG and r1:
+        raise fail("bad header (the reserved word at 60 must be 0 before format 1.3)", 60)
     if (major, minor) == VERSION and (flags or r0):
         raise fail("bad header (format 1.0: flags and reserved must be 0)", 20)
     if (major, minor) == VERSION_SIGNED:
@@ -205,6 +247,13 @@ def _decode(data: bytes, file: str | None) -> Loader:
     if (major, minor) == VERSION_ATTACH:
         if flags & ~(LoaderFlags.SIGNED | LoaderFlags.ATTACH) or not flags & LoaderFlags.ATTACH:
             raise fail(f"bad header (format 1.2: flags {flags:#x}, must be ATTACH [| SIGNED])", 20)
+        if not flags & LoaderFlags.SIGNED and r0:
+            raise fail("bad header (signature size without the SIGNED flag)", 56)
+    if (major, minor) == VERSION_KCONFIG:
+        known = LoaderFlags.SIGNED | LoaderFlags.ATTACH | LoaderFlags.KCONFIG
+        if flags & ~known or not flags & LoaderFlags.KCONFIG:
+            raise fail(f"bad header (format 1.3: flags {flags:#x}, must be KCONFIG "
+                       f"[| ATTACH] [| SIGNED])", 20)
         if not flags & LoaderFlags.SIGNED and r0:
             raise fail("bad header (signature size without the SIGNED flag)", 56)
     if flags & LoaderFlags.SIGNED:
@@ -219,9 +268,11 @@ def _decode(data: bytes, file: str | None) -> Loader:
     pos = HEADER_SIZE
     parts: dict[str, tuple[int, bytes]] = {}
     attach_size = prog_cnt * ATTACH_RECORD.size if flags & LoaderFlags.ATTACH else 0
+    kconfig_size = (KCONFIG_HEAD.size + r1 * KCONFIG_RECORD.size
+                    if flags & LoaderFlags.KCONFIG else 0)
     for part, size in (("insns", insn_cnt * 8), ("blob", blob_size),
                        ("maps", map_cnt * MAP_RECORD.size), ("progs", prog_cnt * PROG_RECORD.size),
-                       ("attach", attach_size), ("notes", note_cnt * NOTE_RECORD.size),
+                       ("attach", attach_size), ("kconfig", kconfig_size), ("notes", note_cnt * NOTE_RECORD.size),
                        ("strtab", str_size), ("signature", r0)):
         if pos + size > len(data):
             raise fail(f"truncated (in its {part})", pos)
@@ -252,6 +303,28 @@ def _decode(data: bytes, file: str | None) -> Loader:
                                  string(to, attach_pos + 12 * i + 8))
                       for i, (p, (sec, eat, to)) in
                       enumerate(zip(progs, ATTACH_RECORD.iter_unpack(attach_bytes))))
+    kconfig = None
+    kc_pos, kc_bytes = parts["kconfig"]
+    if kc_bytes:
+        from sigbpf.artifact.format import KconfigExtern
+
+        kmap, ksize = KCONFIG_HEAD.unpack_from(kc_bytes)
+        if kmap >= map_cnt:
+            raise fail(f"kconfig map index {kmap}: the loader has {map_cnt} maps", kc_pos)
+        externs = []
+        for i, (n, t, off, size, kf) in enumerate(KCONFIG_RECORD.iter_unpack(kc_bytes[8:])):
+            at = kc_pos + 8 + KCONFIG_RECORD.size * i
+            if kf & ~(_KCONFIG_WEAK | _KCONFIG_SIGNED):
+                raise fail(f"kconfig extern {i}: unknown flags {kf:#x}", at + 16)
+            if off + size > ksize:
+                raise fail(f"kconfig extern {i}: bytes {off}..{off + size} outside the "
+                           f"{ksize}-byte value", at + 8)
+            name = string(n, at)
+            if not name:
+                raise fail(f"kconfig extern {i} has no name", at)
+            externs.append(KconfigExtern(name, t, off, size, bool(kf & _KCONFIG_WEAK),
+                                         bool(kf & _KCONFIG_SIGNED)))
+        kconfig = LoaderKconfig(kmap, ksize, tuple(externs))
     note_pos, note_bytes = parts["notes"]
     notes = []
     for i, (insn, kind, text) in enumerate(NOTE_RECORD.iter_unpack(note_bytes)):
@@ -259,12 +332,13 @@ def _decode(data: bytes, file: str | None) -> Loader:
             raise fail(f"note {i}: bad kind {kind} or insn {insn}", note_pos + 12 * i)
         notes.append(Note(insn, NoteKind(kind), string(text, note_pos + 12 * i)))
     loader = Loader(proto, string(name_off, 52), tuple(Instruction.decode(parts["insns"][1])),
-                    parts["blob"][1], maps, progs, tuple(notes), parts["signature"][1])
+                    parts["blob"][1], maps, progs, tuple(notes), parts["signature"][1], kconfig)
     if loader.ctx_size != ctx_sz:
         raise fail(f"ctx_size {ctx_sz} does not match {map_cnt} maps and {prog_cnt} programs "
                    f"({loader.ctx_size})", 40)
     return loader
 
 
-__all__ = ["LOADER_MAGIC", "MAX_SIGNATURE_SIZE", "VERSION_ATTACH", "Loader", "LoaderFlags", "LoaderMap", "LoaderMapFlags", "LoaderProg", "Protocol",
+__all__ = ["LOADER_MAGIC", "MAX_SIGNATURE_SIZE", "VERSION_ATTACH", "VERSION_KCONFIG", "Loader",
+           "LoaderFlags", "LoaderKconfig", "LoaderMap", "LoaderMapFlags", "LoaderProg", "Protocol",
            "is_loader"]

@@ -15,10 +15,16 @@ What the generator decides now (the loader cannot, in the kernel):
 * kfunc ``CALL`` sites become ``src_reg 2, imm 0, off 0`` and address sites
   ``ld_imm64 src_reg 3, imm 0`` in the blob; the loader writes the ids it finds.
 
-What it refuses (:class:`~sigbpf.errors.ArtifactError`): ``.kconfig`` externs
-(their values are the running kernel's config file, which a loader program
-cannot read), and initial data for a BTF-defined map (the userspace loader
-refuses it too).
+``.kconfig`` externs: their values are the running kernel's config, which a loader program
+cannot read; as libbpf's ``gen_loader`` lets the caller give a map's initial value
+(``struct bpf_map_desc.initial_value``), the loader copies the KCONFIG map's value from
+the caller (``bpf_copy_from_user``) -- required: 0 there is the loader's ``-EINVAL`` --
+then updates and freezes it; the loader file records the externs (format 1.3) so that
+the runner can compute the values (:func:`sigbpf.loadergen.run.load_and_run`).  Neither
+the names nor the values are covered by a signature (docs/FORMAT.md 8.1).
+
+What it refuses (:class:`~sigbpf.errors.ArtifactError`): initial data for a BTF-defined
+map (the userspace loader refuses it too), more than one KCONFIG map.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from sigbpf.kernel.maps import object_name
 from sigbpf.loadergen.assembler import Asm, BlobAddr
 from sigbpf.loadergen.blob import Blob
 from sigbpf.loadergen.emit import PROG_LOAD_ATTR_SIZE, Emitter
-from sigbpf.loadergen.format import Loader, LoaderMap, LoaderMapFlags, LoaderProg, Protocol
+from sigbpf.loadergen.format import Loader, LoaderKconfig, LoaderMap, LoaderMapFlags, LoaderProg, \
+    Protocol
 
 #: BPF_MAP_TYPE_PROG_ARRAY.
 _PROG_ARRAY = 3
@@ -51,10 +58,15 @@ def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
     from sigbpf.artifact.format import ArtifactMapFlags, KfuncSiteKind, MapKind, SlotKind
 
     protocol = Protocol(protocol)
-    if artifact.kconfig or any(m.kind == MapKind.KCONFIG for m in artifact.maps):
-        raise ArtifactError("the artifact has .kconfig externs: their values come from the "
-                            "running kernel's config file, which a loader program cannot read "
-                            "(load it with `sigbpf load` instead)")
+    kconfig_maps = [i for i, m in enumerate(artifact.maps) if m.kind == MapKind.KCONFIG]
+    if len(kconfig_maps) > 1:
+        raise ArtifactError(f"{len(kconfig_maps)} KCONFIG maps: an artifact has at most one")
+    if artifact.kconfig and not kconfig_maps:
+        raise ArtifactError("the artifact has .kconfig externs but no KCONFIG map")
+    kconfig = None
+    if kconfig_maps:
+        km = artifact.maps[kconfig_maps[0]]
+        kconfig = LoaderKconfig(kconfig_maps[0], km.value_size, tuple(artifact.kconfig))
     for i, m in enumerate(artifact.maps):
         if m.initial_data and m.kind == MapKind.BTF_DEFINED:
             raise ArtifactError(f"map {i} {m.name!r}: initial data for a BTF-defined map is "
@@ -103,12 +115,20 @@ def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
         em.map_create(index, m.name, attr, with_btf=btf_ids,
                       inner_slot=m.inner_map if m.inner_map >= 0 else None,
                       max_entries_from_ctx=bool(m.flags & ArtifactMapFlags.MAX_ENTRIES_CPUS))
-        if m.initial_data:
+        if m.kind == MapKind.KCONFIG:
+            # The running kernel's values, from the caller (the ctx's initial_value).
+            tag = f"map{index}.init"
+            blob.add(f"{tag}.value", bytes(m.value_size))
+            em.initial_value_from_ctx(index, BlobAddr(f"{tag}.value"), m.value_size)
+            asm.comment(f"map_update_elem: map {index} {m.name!r} kconfig values, "
+                        f"{m.value_size} bytes")
+            em.map_update(tag, index, _KEY0, BlobAddr(f"{tag}.value"))
+        elif m.initial_data:
             asm.comment(f"map_update_elem: map {index} {m.name!r} initial value, "
                         f"{len(m.initial_data)} bytes")
             em.map_update(f"map{index}.init", index, _KEY0,
                           m.initial_data + bytes(m.value_size - len(m.initial_data)))
-        if m.frozen:
+        if m.frozen or m.kind == MapKind.KCONFIG:
             em.map_freeze(index)
         done.add(index)
 
@@ -157,7 +177,8 @@ def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
     attaches = any(p.prog_type != ProgType.SYSCALL for _, p in programs)
     progs = tuple(LoaderProg(p.name, p.prog_type, p.section, p.expected_attach_type, p.attach_to)
                   if attaches else LoaderProg(p.name, p.prog_type) for _, p in programs)
-    return Loader(protocol, artifact.name, out.insns, data, maps, progs, out.notes)
+    return Loader(protocol, artifact.name, out.insns, data, maps, progs, out.notes,
+                  kconfig=kconfig)
 
 
 def _max_entries(m: "Map", page_size: int) -> int:

@@ -10,7 +10,10 @@
 4. ``BPF_PROG_LOAD`` of the loader (``SYSCALL``, ``BPF_F_SLEEPABLE``, license
    "Dual BSD/GPL", name ``__loader.prog``, ``fd_array`` = [blob map]; v2 also
    ``fd_array_cnt`` = 1) with ``signature`` / ``keyring_id`` when given;
-5. ``BPF_PROG_RUN`` with the ctx (``struct bpf_loader_ctx`` + descriptors);
+5. ``BPF_PROG_RUN`` with the ctx (``struct bpf_loader_ctx`` + descriptors; a loader with
+   ``.kconfig`` externs (format 1.3) gets, as its KCONFIG map's ``initial_value``, the
+   address of the value computed here for the running kernel, or the one given, by
+   :meth:`~sigbpf.kernel.environment.KernelEnvironment.kconfig_map_data`);
    a negative return value is the loader's error (``-errno``);
 6. the map and program fds read back from the ctx.  The blob map and the
    loader program are closed whatever happened.
@@ -29,6 +32,7 @@ from sigbpf.loadergen.format import Loader, LoaderMapFlags, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from sigbpf.artifact.format import Program
+    from sigbpf.kernel.environment import KernelEnvironment
     from sigbpf.kernel.loader import LoadedArtifact
 
 LOADER_LICENSE = "Dual BSD/GPL"
@@ -109,9 +113,14 @@ def attach_view(loader: Loader, map_names: "set[str] | None" = None) -> AttachVi
                             if map_names is None or m.name in map_names))
 
 
-def build_ctx(loader: Loader, *, log_level: int = 0, log_size: int = 0, log_buf: int = 0) -> bytes:
-    """The ctx: ``sz`` and the log fields, per-CPU map sizes in their descriptors."""
+def build_ctx(loader: Loader, *, log_level: int = 0, log_size: int = 0, log_buf: int = 0,
+              initial_values: "dict[int, int] | None" = None) -> bytes:
+    """The ctx: ``sz`` and the log fields, per-CPU map sizes in their descriptors, and
+    *initial_values* (map index -> a userspace address) as the descriptors' ``initial_value``
+    (the KCONFIG map's: :func:`kconfig_value`)."""
     ctx = bytearray(loader.ctx_size)
+    for i, address in (initial_values or {}).items():
+        struct.pack_into("<Q", ctx, map_desc_offset(i) + 8, address)
     struct.pack_into("<IIIIQ", ctx, 0, len(ctx), 0, log_level, log_size, log_buf)
     for i, m in enumerate(loader.maps):
         if m.flags & LoaderMapFlags.MAX_ENTRIES_FROM_CTX:
@@ -119,6 +128,18 @@ def build_ctx(loader: Loader, *, log_level: int = 0, log_size: int = 0, log_buf:
 
             struct.pack_into("<I", ctx, map_desc_offset(i) + 4, possible_cpus())
     return bytes(ctx)
+
+
+def kconfig_value(loader: Loader, env: "KernelEnvironment | None" = None) -> bytes:
+    """The KCONFIG map's value of a loader with ``.kconfig`` externs (b"" without): *env*'s
+    (None: the running kernel's) config and facts, by libbpf's rules."""
+    if loader.kconfig is None:
+        return b""
+    if env is None:
+        from sigbpf.kernel.environment import KernelEnvironment
+
+        env = KernelEnvironment.running()
+    return env.kconfig_map_data(loader.kconfig.externs, loader.kconfig.value_size)
 
 
 class LoaderError(KernelError):
@@ -130,9 +151,14 @@ class SignedLoadRefused(KernelError):
 
 
 def load_and_run(loader: Loader, signature: bytes | None = None,
-                 keyring_id: int | None = None) -> LoaderResult:
+                 keyring_id: int | None = None, *,
+                 env: "KernelEnvironment | None" = None) -> LoaderResult:
     """Run *loader* in the kernel (module docstring); its fds.  KernelError on any refusal:
-    ``LoaderError`` (errno = the loader's) when the loader itself returned an error."""
+    ``LoaderError`` (errno = the loader's) when the loader itself returned an error.
+    *env*: the kernel whose kconfig values a loader with ``.kconfig`` externs gets (None:
+    the running one)."""
+    import ctypes
+
     from sigbpf.elf.progtypes import ProgFlags, ProgType
     from sigbpf.elf.maps import MapType
     from sigbpf.kernel.info import map_info
@@ -141,6 +167,12 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
     from sigbpf.kernel.run import run_program
 
     result = LoaderResult(loader)
+    initial: dict[int, int] = {}
+    buf = None
+    if loader.kconfig is not None:  # computed first: a missing strong extern stops here
+        value = kconfig_value(loader, env)
+        buf = ctypes.create_string_buffer(value, len(value))
+        initial[loader.kconfig.map_index] = ctypes.addressof(buf)
     with create_map(MapType.ARRAY, 4, len(loader.blob), 1, name=LOADER_MAP_NAME,
                     excl_prog_hash=loader.insns_sha256) as blob_map:
         update_elem(blob_map, struct.pack("<I", 0), loader.blob, what="the loader's blob map")
@@ -162,7 +194,9 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
                 raise SignedLoadRefused(err.message, errno=err.errno, log=err.log) from None
             raise
         with prog:
-            ran = run_program(prog, build_ctx(loader), name=LOADER_PROG_NAME)
+            ran = run_program(prog, build_ctx(loader, initial_values=initial),
+                              name=LOADER_PROG_NAME)
+        del buf
     if ran.retval < 0:
         raise LoaderError(f"the loader returned {ran.retval} ({strerror(-ran.retval)})",
                           errno=-ran.retval)
@@ -178,4 +212,5 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
     return result
 
 
-__all__ = ["AttachView", "attach_view", "LoaderError", "LoaderResult", "SignedLoadRefused", "build_ctx", "load_and_run", "CTX_HEADER_SIZE"]
+__all__ = ["AttachView", "attach_view", "LoaderError", "LoaderResult", "SignedLoadRefused",
+           "build_ctx", "kconfig_value", "load_and_run", "CTX_HEADER_SIZE"]

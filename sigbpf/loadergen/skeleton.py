@@ -80,6 +80,11 @@ def check_usable(loader: Loader) -> None:
             "does not arrange; generate it with `sigbpf loader --protocol v2`")
     if not loader.progs:
         raise UsageError("the loader loads no program: nothing to put in a skeleton")
+    if loader.kconfig is not None:
+        raise UsageError(
+            "the loader has .kconfig externs: it needs the running kernel's kconfig values as "
+            "its KCONFIG map's initial_value, which this light skeleton does not compute "
+            "(run it with `sigbpf load`)")
 
 
 def skeleton_header(loader: Loader, name: str, *, check: bool = True) -> str:  # noqa: C901
