@@ -103,3 +103,16 @@ def test_light_skeleton_refuses_a_kconfig_loader(kconfig_artifact) -> None:
 
     with pytest.raises(UsageError, match="kconfig"):
         skeleton_header(generate(kconfig_artifact, 2), "kc")
+
+
+def test_struct_ops_artifacts_are_refused_in_one_line(cli, bpf_object, tmp_path) -> None:
+    """A struct_ops program needs the member's index in the running kernel's struct as its
+    expected_attach_type: a loader cannot compute that in the kernel, so `sigbpf loader`
+    refuses the artifact with one line (exit 2) and writes nothing."""
+    from conftest import assert_one_line_error
+
+    out = tmp_path / "stops.loader"
+    proc = cli("loader", bpf_object("struct_ops_cc"), "-o", out)
+    assert_one_line_error(proc, 2, "program 'sigbpf_ssthresh' is a struct_ops program")
+    assert "member 'ssthresh'" in proc.stderr and "tcp_congestion_ops" in proc.stderr
+    assert not out.exists()

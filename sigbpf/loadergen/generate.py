@@ -58,6 +58,15 @@ def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
     from sigbpf.artifact.format import ArtifactMapFlags, KfuncSiteKind, MapKind, SlotKind
 
     protocol = Protocol(protocol)
+    for program in artifact.programs:
+        if program.attach is not None and program.attach.member:
+            # BPF_PROG_LOAD wants the member's *index* in this kernel's struct as
+            # expected_attach_type; no helper can compute it in the kernel.
+            raise ArtifactError(
+                f"program '{program.name}' is a struct_ops program: its expected_attach_type is "
+                f"the index of member '{program.attach.member}' in the running kernel's struct "
+                f"{program.attach.name}, which a loader cannot compute in the kernel (load the "
+                f"artifact with `sigbpf load`)")
     kconfig_maps = [i for i, m in enumerate(artifact.maps) if m.kind == MapKind.KCONFIG]
     if len(kconfig_maps) > 1:
         raise ArtifactError(f"{len(kconfig_maps)} KCONFIG maps: an artifact has at most one")
