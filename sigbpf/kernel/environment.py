@@ -91,10 +91,11 @@ class KernelEnvironment:
                          kernel: "KernelBTFs", *, weak: bool = False) -> tuple[int, int] | None:
         """A typed ksym declared with type *type_id* of the program BTF: (kernel VAR id, BTF
         object fd: 0 for vmlinux), or None for a missing weak one; libbpf's compatibility rule."""
-        from sigbpf.btf.ksyms import resolve_ksym_var
+        from sigbpf.kernel.kallsyms import resolve_ksym_var_running
 
-        found = resolve_ksym_var(name, prog_btf, type_id, kernel.vmlinux, kernel.modules,
-                                 weak=weak)
+        # the module BTFs only when vmlinux lacks the VAR, as libbpf (KernelBTFs keeps them)
+        found = resolve_ksym_var_running(name, prog_btf, type_id, weak=weak,
+                                         vmlinux=kernel.vmlinux, modules=lambda: kernel.modules)
         if found is None:
             return None
         btf_id, module = found

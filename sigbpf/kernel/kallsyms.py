@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import errno as _errno
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from sigbpf.btf.ksyms import KsymVar, NamedBTF, resolve_ksym_var
 from sigbpf.errors import FormatError, NotFoundError
@@ -209,25 +209,30 @@ class Kallsyms:
 
 def resolve_ksym_var_running(name: str, local_btf: "BTF", local_type_id: int, *, weak: bool = False,
                              vmlinux: "BTF | None" = None,
-                             modules: Sequence[NamedBTF] | None = None) -> KsymVar | None:
+                             modules: "Sequence[NamedBTF] | Callable[[], Sequence[NamedBTF]] | None"
+                             = None) -> KsymVar | None:
     """:func:`resolve_ksym_var` against the running kernel's vmlinux and module BTF.
 
-    Module BTFs (``/sys/kernel/btf/*``) are read only when vmlinux lacks the
-    VAR, as libbpf loads them only then; they are tried in name order (libbpf:
-    BTF object id order -- the same unless two modules define the VAR).
+    Module BTFs (``/sys/kernel/btf/*``, or *modules*: the BTFs, or a function that
+    reads them) are read only when vmlinux lacks the VAR, as libbpf loads them only
+    then; they are tried in name order (libbpf: BTF object id order -- the same
+    unless two modules define the VAR).
     """
     from sigbpf.btf import BTF
 
     if vmlinux is None:
         vmlinux = BTF.load_vmlinux()
-    if modules is None:
+    if modules is None or callable(modules):
         from sigbpf.btf.kinds import Kind
 
         try:
             vmlinux.find_by_name_kind(name, Kind.VAR)
             modules = ()
         except NotFoundError:
-            from sigbpf.kernel.btf import running_module_btfs
+            if modules is None:
+                from sigbpf.kernel.btf import running_module_btfs
 
-            modules, _ = running_module_btfs(vmlinux)
+                modules, _ = running_module_btfs(vmlinux)
+            else:
+                modules = modules()
     return resolve_ksym_var(name, local_btf, local_type_id, vmlinux, modules, weak=weak)

@@ -150,11 +150,6 @@ class LoadedArtifact:
         return {p.name: LoadedProgram(self, p, self.prog_fds[p.name])
                 for p in self.artifact.programs if p.name in self.prog_fds}
 
-    def program(self, name: str) -> "Program":
-        """The artifact's program *name* (NotFoundError if the artifact has none)."""
-        assert self.artifact is not None
-        return self.artifact.program(name)
-
     def close(self) -> None:
         while self.links:
             self.links.pop().close()
