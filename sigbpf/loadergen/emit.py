@@ -336,14 +336,10 @@ class Emitter:
         for site in call_sites:
             asm.ld_imm64(Reg.INSN, site)
             asm.emit(st_mem(Size.W, Reg.INSN, INSN_IMM, 0), st_mem(Size.H, Reg.INSN, INSN_OFF, 0))
-        for site in addr_sites:
-            asm.ld_imm64(Reg.INSN, site)
-            self._ld_imm64_to_zero()
+        self._zero_ld_imm64_sites(addr_sites)
         asm.goto(done)
         asm.label(found)
-        asm.emit(mov64_reg(Reg.SCRATCH, Reg.RET), alu64_imm(AluOp.RSH, Reg.SCRATCH, 32))
-        asm.ld_imm64(Reg.R0, self.fd_slot(fd_slot))
-        asm.emit(stx_mem(Size.W, Reg.R0, Reg.SCRATCH, 0))
+        self._keep_btf_obj_fd(fd_slot)
         for site in call_sites:
             vmlinux = asm.fresh("vmlinux")
             asm.ld_imm64(Reg.INSN, site)
@@ -352,11 +348,29 @@ class Emitter:
             asm.jmp_imm(JmpOp.JEQ, Reg.SCRATCH, 0, vmlinux)
             asm.emit(st_mem(Size.H, Reg.INSN, INSN_OFF, fd_slot))
             asm.label(vmlinux)
-        for site in addr_sites:
-            asm.ld_imm64(Reg.INSN, site)
-            asm.emit(stx_mem(Size.W, Reg.INSN, Reg.RET, INSN_IMM),
-                     stx_mem(Size.W, Reg.INSN, Reg.SCRATCH, INSN_SIZE + INSN_IMM))
+        self._patch_ld_imm64_sites(addr_sites)
         asm.label(done)
+
+    def _keep_btf_obj_fd(self, fd_slot: int) -> None:
+        """After a successful ``bpf_btf_find_by_name_kind`` (r7 = BTF obj fd << 32 | id):
+        r9 = the BTF object fd (0: vmlinux), also stored in ``fd_array[fd_slot]``."""
+        self.asm.emit(mov64_reg(Reg.SCRATCH, Reg.RET), alu64_imm(AluOp.RSH, Reg.SCRATCH, 32))
+        self.asm.ld_imm64(Reg.R0, self.fd_slot(fd_slot))
+        self.asm.emit(stx_mem(Size.W, Reg.R0, Reg.SCRATCH, 0))
+
+    def _patch_ld_imm64_sites(self, sites: list[BlobAddr]) -> None:
+        """Each ld_imm64 site gets ``imm`` = r7 (the id) and second ``imm`` = r9 (the BTF
+        object fd, :meth:`_keep_btf_obj_fd`).  Uses r8."""
+        for site in sites:
+            self.asm.ld_imm64(Reg.INSN, site)
+            self.asm.emit(stx_mem(Size.W, Reg.INSN, Reg.RET, INSN_IMM),
+                          stx_mem(Size.W, Reg.INSN, Reg.SCRATCH, INSN_SIZE + INSN_IMM))
+
+    def _zero_ld_imm64_sites(self, sites: list[BlobAddr]) -> None:
+        """Each ld_imm64 site becomes ``ld_imm64 dst, 0`` (:meth:`_ld_imm64_to_zero`)."""
+        for site in sites:
+            self.asm.ld_imm64(Reg.INSN, site)
+            self._ld_imm64_to_zero()
 
     def _ld_imm64_to_zero(self) -> None:
         """The ld_imm64 at r8 becomes ``ld_imm64 dst, 0`` (src_reg cleared).  Clobbers r9."""
@@ -378,18 +392,11 @@ class Emitter:
             self.check_err()
         found, done = asm.fresh("found"), asm.fresh("patched")
         asm.jmp_imm(JmpOp.JSGE, Reg.RET, 0, found)
-        for site in sites:
-            asm.ld_imm64(Reg.INSN, site)
-            self._ld_imm64_to_zero()
+        self._zero_ld_imm64_sites(sites)
         asm.goto(done)
         asm.label(found)
-        asm.emit(mov64_reg(Reg.SCRATCH, Reg.RET), alu64_imm(AluOp.RSH, Reg.SCRATCH, 32))
-        asm.ld_imm64(Reg.R0, self.fd_slot(obj_fd_slot))
-        asm.emit(stx_mem(Size.W, Reg.R0, Reg.SCRATCH, 0))
-        for site in sites:
-            asm.ld_imm64(Reg.INSN, site)
-            asm.emit(stx_mem(Size.W, Reg.INSN, Reg.RET, INSN_IMM),
-                     stx_mem(Size.W, Reg.INSN, Reg.SCRATCH, INSN_SIZE + INSN_IMM))
+        self._keep_btf_obj_fd(obj_fd_slot)
+        self._patch_ld_imm64_sites(sites)
         asm.label(done)
 
     def ksym_typeless(self, name: str, *, weak: bool, sites: list[BlobAddr]) -> None:
