@@ -749,12 +749,19 @@ def _attach_kprobe_multi(prog_fd: Fd | int, plan: AttachPlan, attach_type: int) 
         table = array.array("Q", addrs)
         extra.update({"kprobe_multi.addrs": keep.ptr(table.tobytes()),
                       "kprobe_multi.cnt": len(addrs)})
-    if session:
-        attach_type = AttachType.TRACE_KPROBE_SESSION
-    elif attach_type not in (AttachType.TRACE_KPROBE_MULTI, AttachType.TRACE_KPROBE_SESSION):
-        attach_type = AttachType.TRACE_KPROBE_MULTI
+    attach_type = _multi_attach_type(attach_type, session, AttachType.TRACE_KPROBE_MULTI,
+                                     AttachType.TRACE_KPROBE_SESSION)
     return _simple_link(plan, lambda: link_create(prog_fd, 0, attach_type, extra=extra,
                                                   what="BPF_LINK_CREATE(kprobe_multi)"))
+
+
+def _multi_attach_type(attach_type: int, session: bool, multi: AttachType,
+                       session_type: AttachType) -> int:
+    """The link's attach type for a ``.multi``/``.session`` section: the session type for a
+    session, else the program's own when it is one of the two, else the multi type."""
+    if session:
+        return session_type
+    return attach_type if attach_type in (multi, session_type) else multi
 
 
 def _attach_uprobe_multi(prog_fd: Fd | int, plan: AttachPlan, attach_type: int) -> Link:
@@ -774,10 +781,8 @@ def _attach_uprobe_multi(prog_fd: Fd | int, plan: AttachPlan, attach_type: int) 
              "uprobe_multi.offsets": keep.ptr(table.tobytes()),
              "uprobe_multi.cnt": len(offsets),
              "uprobe_multi.flags": BPF_F_UPROBE_MULTI_RETURN if retprobe else 0}
-    if session:
-        attach_type = AttachType.TRACE_UPROBE_SESSION
-    elif attach_type not in (AttachType.TRACE_UPROBE_MULTI, AttachType.TRACE_UPROBE_SESSION):
-        attach_type = AttachType.TRACE_UPROBE_MULTI
+    attach_type = _multi_attach_type(attach_type, session, AttachType.TRACE_UPROBE_MULTI,
+                                     AttachType.TRACE_UPROBE_SESSION)
     return _simple_link(plan, lambda: link_create(prog_fd, 0, attach_type, extra=extra,
                                                   what="BPF_LINK_CREATE(uprobe_multi)"))
 
