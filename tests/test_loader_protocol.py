@@ -76,11 +76,19 @@ def test_loader_protocol_auto_is_the_default_and_says_so(cli, rcu, tmp_path) -> 
 
 
 @pytest.mark.usefixtures("kernel")
-def test_loading_the_other_protocol_names_both(cli, rcu) -> None:
+def test_the_other_protocol_is_refused_before_loading(cli, rcu) -> None:
+    """6.18 implements v1: a v2 loader is refused by sigbpf (exit 2) before the kernel sees
+    it, naming both protocols and the fix; with --force the kernel's own refusal (EACCES)
+    is reported, naming both as well."""
     proc = cli("load", rcu["v2"], "--run", "--ctx", "00")
-    assert_one_line_error(proc, 1, "this is a protocol v2 loader and the running kernel "
-                                   "implements protocol v1")
+    assert_one_line_error(proc, 2, "a protocol v2 loader, and the running kernel implements "
+                                   "protocol v1")
+    assert "sigbpf loader --protocol v1" in proc.stderr and "--force" in proc.stderr
     assert proc.stdout == ""
+    forced = cli("load", rcu["v2"], "--run", "--ctx", "00", "--force")
+    assert_one_line_error(forced, 1, "this is a protocol v2 loader and the running kernel "
+                                     "implements protocol v1")
+    assert "EACCES" in forced.stderr and forced.stdout == ""
 
 
 @pytest.mark.usefixtures("kernel")

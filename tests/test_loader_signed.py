@@ -291,14 +291,16 @@ def test_signed_loader_is_checked_by_the_73_kernel(vm, loaders, key_files, other
     cases = {f"v{p}_{name}": path for p in (1, 2) for name, path in
              tampered(loaders[f"v{p}.signed"], tmp_path / f"v{p}", other_key_pair).items()}
     cert = str(key_files["cert"])
-    runs = [("v1_session", str(loaders["v1.signed"]), ["--cert", cert, "--keyring", "session"]),
-            ("v1_user_keyring", str(loaders["v1.signed"]), ["--keyring", "user"]),
+    runs = [("v1_session", str(loaders["v1.signed"]),
+             ["--cert", cert, "--keyring", "session", "--force"]),
+            ("v1_user_keyring", str(loaders["v1.signed"]), ["--keyring", "user", "--force"]),
+            ("v1_refused_before_loading", str(loaders["v1.signed"]), ["--keyring", "user"]),
             ("v2_session", str(loaders["v2.signed"]), ["--cert", cert, "--keyring", "session"]),
             ("v2_user_keyring", str(loaders["v2.signed"]), ["--keyring", "user"]),
             ("v2_builtin", str(loaders["v2.signed"]), ["--keyring", "builtin"]),
-            ("v1_unsigned", str(loaders["v1"]), []),
+            ("v1_unsigned", str(loaders["v1"]), ["--force"]),
             ("v2_unsigned", str(loaders["v2"]), []),
-            *[(name, str(path), ["--keyring", "user"]) for name, path in cases.items()]]
+            *[(name, str(path), ["--keyring", "user", "--force"]) for name, path in cases.items()]]
     script = tmp_path / "guest.py"
     script.write_text(GUEST)
     arg = json.dumps([runs, cert, str(key_files["cert_der"]), CTX])
@@ -331,6 +333,11 @@ def test_signed_loader_is_checked_by_the_73_kernel(vm, loaders, key_files, other
     # a v1 loader (6.18's protocol) does not load on 7.3.
     for name in ("v1_session", "v1_user_keyring", "v1_unsigned"):
         assert "EACCES" in errno_of(name), name
+    # Without --force sigbpf refuses the v1 loader before the kernel sees it (exit 2).
+    refused = out["v1_refused_before_loading"]
+    assert refused["rc"] == 2 and len(refused["stderr"].splitlines()) == 1, refused
+    assert ("a protocol v1 loader, and the running kernel implements protocol v2"
+            in refused["stderr"]) and "--protocol v2" in refused["stderr"], refused
     # The kernel's signature check refuses, for both protocols, with these errnos:
     for p in ("v1", "v2"):
         assert "EKEYREJECTED" in errno_of(f"{p}_insn_flipped")

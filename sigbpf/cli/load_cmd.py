@@ -128,6 +128,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-missing", action="store_true",
                         help="skip (and report) programs whose attach target this kernel lacks, "
                              "instead of failing")
+    parser.add_argument("--force", action="store_true",
+                        help="a loader file: hand it to the kernel even when the running kernel "
+                             "implements the other loader protocol (to see the kernel's refusal)")
     add_check_flags(parser)
     _configure_attach(parser)
 

@@ -216,6 +216,8 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
     elif loader.signature and keyring is None:
         notes.append("the loader is signed, but its signature was NOT verified (give --cert "
                      "CERT and/or --keyring KEYRING)")
+    if not args.force:  # after userspace verification: a bad signature is the first news
+        _refuse_wrong_protocol(loader, args.input)
     kid = key_serial = None
     if keyring is not None:
         from sigbpf.kernel.keyring import keyring_id
@@ -319,6 +321,27 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
 
             _hold(loaded, attached, args)
     return 1 if failed else 0
+
+
+def _refuse_wrong_protocol(loader, path: str) -> None:
+    """UsageError before anything reaches the kernel when the running kernel implements the
+    other loader protocol (:func:`~sigbpf.loadergen.probe.probe_protocol`): such a loader
+    cannot load there (measured: v1 on Debian 7.3 is EACCES at BPF_PROG_LOAD, signed or
+    not).  A kernel that implements neither, or a probe that cannot run, decides nothing:
+    the kernel's own answer is then the one reported."""
+    from sigbpf.errors import KernelError, UsageError
+    from sigbpf.loadergen.probe import probe_protocol
+
+    try:
+        probed = probe_protocol()
+    except KernelError:
+        return
+    if probed.protocol is None or probed.protocol == loader.protocol:
+        return
+    mine, theirs = int(loader.protocol), int(probed.protocol)
+    raise UsageError(f"{path}: a protocol v{mine} loader, and {probed.describe()}; generate it "
+                     f"again with `sigbpf loader --protocol v{theirs}` (or pass --force to let "
+                     f"the kernel refuse it)")
 
 
 def _protocol_mismatch(loader, err) -> str:
