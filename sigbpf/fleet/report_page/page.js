@@ -134,7 +134,7 @@
       var kind = R.checks[cols[j]].kind, span = 0;
       while (j + span < cols.length && R.checks[cols[j + span]].kind === kind) span++;
       var short = C.kindShort[kind] || kind;  // a kind too narrow for its name gets it written downwards
-      row1 += '<th class="kind' + (span * 3 < short.length ? " narrow" : "") + '" colspan="' + span + '" title="' +
+      row1 += '<th class="kind' + (span * 2.5 < short.length ? " narrow" : "") + '" colspan="' + span + '" title="' +
               esc(kind) + '"><div>' + esc(short) + "</div></th>";
       for (var s = 0; s < span; s++) {
         var c = R.checks[cols[j + s]];
@@ -312,9 +312,20 @@
     expanded.clear(); syncControls(); draw(); writeHash();
     $("details").innerHTML = '<p class="hint">Click a cell for its details, a kernel\'s name for all its answers.</p>';
   });
+  function reveal(ki) {  // open the group that holds kernel ki far enough to show its row
+    view.groups.forEach(function (g) {
+      var at = g.members.findIndex(function (k) { return k.index === ki; });
+      if (at >= 0 && g.members.length > 1 && (expanded.get(g.sig) || 0) <= at) {
+        expanded.set(g.sig, Math.min(g.members.length, (Math.floor(at / PAGE) + 1) * PAGE));
+      }
+    });
+  }
   function fromHash() {
     state = readHash();
-    syncControls(); draw();
+    syncControls(); computeView();
+    if (state.cell) reveal(state.cell[0]);
+    else if (state.kernel !== null) reveal(state.kernel);
+    drawHead(); drawBody();
     if (state.cell) showCell(state.cell[0], state.cell[1]);
     else if (state.kernel !== null) showKernel(state.kernel);
     markSelected();
