@@ -23,6 +23,7 @@ ls /usr/lib/linux-kbuild-*/scripts/sign-file >/dev/null 2>&1 || need_apt+=(linux
 # The VM test bench (testbench/): qemu (TCG) boots Debian kernels; busybox for its initramfs.
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need_apt+=(qemu-system-x86)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
+# The fleet check's HTML report is opened in headless Chromium (tests/test_fleet_html.py).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "deps: apt-get install ${need_apt[*]}" >&2
