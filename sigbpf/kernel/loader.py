@@ -478,7 +478,7 @@ def _max_entries(m: "Map") -> int:
 
         page = mmap.PAGESIZE
         if m.max_entries == 0:
-            return page  # the kernel then refuses it, as it does libbpf's
+            return 0  # libbpf: "if user forgot to set any size, make sure they see error"
         mul = -(-m.max_entries // page)  # whole pages, then the next power of two
         return page * (1 << (mul - 1).bit_length())
     return m.max_entries

@@ -441,6 +441,15 @@ class Emitter:
                       alu64_imm(AluOp.RSH, Reg.RET, 32),
                       stx_mem(Size.W, Reg.R0, Reg.RET, A.PROG_LOAD.fields["attach_prog_fd"].offset))
 
+    def expected_attach_type_from_ctx(self, attr: str, desc_offset: int) -> None:
+        """A struct_ops program: ``expected_attach_type`` of the program load *attr* is the
+        member's index in the running kernel's struct, which no helper computes; the caller
+        writes it into the program's ctx descriptor (its ``prog_fd``, an output the loader
+        overwrites) and the loader copies it from there (docs/FORMAT.md 8.2)."""
+        self.asm.comment("expected_attach_type: the struct_ops member index from the ctx")
+        self.ctx_to_blob(BlobAddr(attr, A.PROG_LOAD.fields["expected_attach_type"].offset),
+                         desc_offset, 4)
+
     def prog_load_pointers(self, attr: str, chunks: dict[str, str], with_btf: bool) -> None:
         """The pointers of a ``BPF_PROG_LOAD`` attr (license, insns, func/line info, core
         relos, fd_array: field -> blob chunk), the log from the ctx, ``prog_btf_fd``."""

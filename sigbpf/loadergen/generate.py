@@ -38,7 +38,7 @@ from sigbpf.kernel import attr as A
 from sigbpf.kernel.maps import object_name
 from sigbpf.loadergen.assembler import Asm, BlobAddr
 from sigbpf.loadergen.blob import Blob
-from sigbpf.loadergen.emit import PROG_LOAD_ATTR_SIZE, Emitter
+from sigbpf.loadergen.emit import PROG_LOAD_ATTR_SIZE, Emitter, prog_desc_offset
 from sigbpf.loadergen.format import Loader, LoaderKconfig, LoaderMap, LoaderMapFlags, LoaderProg, \
     Protocol
 
@@ -46,9 +46,12 @@ from sigbpf.loadergen.format import Loader, LoaderKconfig, LoaderMap, LoaderMapF
 _PROG_ARRAY = 3
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sigbpf.artifact.format import Artifact, Map, Program
+    from sigbpf.artifact.format import Artifact, AttachTarget, Map, Program
 
 DEFAULT_PAGE_SIZE = 4096
+#: The programs one loader loads: ``struct { u32 btf_fd; u32 prog_fd[n]; }`` on the 512-byte
+#: BPF stack (libbpf's gen_loader keeps at most MAX_USED_PROGS = 32 there).
+MAX_PROGRAMS = (512 - 4) // 4
 _KEY0 = struct.pack("<I", 0)
 
 
@@ -58,15 +61,6 @@ def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
     from sigbpf.artifact.format import ArtifactMapFlags, KfuncSiteKind, MapKind, SlotKind
 
     protocol = Protocol(protocol)
-    for program in artifact.programs:
-        if program.attach is not None and program.attach.member:
-            # BPF_PROG_LOAD wants the member's *index* in this kernel's struct as
-            # expected_attach_type; no helper can compute it in the kernel.
-            raise ArtifactError(
-                f"program '{program.name}' is a struct_ops program: its expected_attach_type is "
-                f"the index of member '{program.attach.member}' in the running kernel's struct "
-                f"{program.attach.name}, which a loader cannot compute in the kernel (load the "
-                f"artifact with `sigbpf load`)")
     kconfig_maps = [i for i, m in enumerate(artifact.maps) if m.kind == MapKind.KCONFIG]
     if len(kconfig_maps) > 1:
         raise ArtifactError(f"{len(kconfig_maps)} KCONFIG maps: an artifact has at most one")
@@ -81,8 +75,9 @@ def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
             raise ArtifactError(f"map {i} {m.name!r}: initial data for a BTF-defined map is "
                                 f"not supported")
     programs = [(i, p) for i, p in enumerate(artifact.programs) if p.autoload]
-    if len(programs) > 64:
-        raise ArtifactError(f"{len(programs)} programs: a loader's stack holds at most 64")
+    if len(programs) > MAX_PROGRAMS:
+        raise ArtifactError(f"{len(programs)} programs: a loader's stack (512 bytes: its BTF fd "
+                            f"and one fd per program) holds at most {MAX_PROGRAMS}")
     nr_maps = len(artifact.maps)
     kfunc_base = max(nr_maps, 1)  # fd_array slot 0 can never be a module BTF (off 0 = vmlinux)
     ksym_base = kfunc_base + len(artifact.kfuncs)
@@ -184,10 +179,18 @@ def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
     from sigbpf.elf.progtypes import ProgType
 
     attaches = any(p.prog_type != ProgType.SYSCALL for _, p in programs)
-    progs = tuple(LoaderProg(p.name, p.prog_type, p.section, p.expected_attach_type, p.attach_to)
+    progs = tuple(LoaderProg(p.name, p.prog_type, p.section, p.expected_attach_type,
+                             struct_ops_name(p.attach) if p.attach and p.attach.member
+                             else p.attach_to)
                   if attaches else LoaderProg(p.name, p.prog_type) for _, p in programs)
     return Loader(protocol, artifact.name, out.insns, data, maps, progs, out.notes,
                   kconfig=kconfig)
+
+
+def struct_ops_name(target: "AttachTarget") -> str:
+    """A struct_ops program's ATTACH name in a loader file: ``STRUCT.member`` (neither a C
+    struct nor a member name holds a '.'), from which the caller computes the member index."""
+    return f"{target.name}.{target.member}"
 
 
 def _max_entries(m: "Map", page_size: int) -> int:
@@ -260,6 +263,8 @@ def _program(em: Emitter, j: int, program: "Program", artifact: "Artifact", kfun
     if program.attach is not None:
         em.attach_target(attr, program.attach.name, program.attach.kind)
         close_after.append(BlobAddr(attr, A.PROG_LOAD.fields["attach_prog_fd"].offset))
+        if program.attach.member:  # struct_ops: the member's index comes from the caller
+            em.expected_attach_type_from_ctx(attr, prog_desc_offset(len(artifact.maps), j))
     for k, (calls, addrs) in kfunc_sites.items():
         kfunc = artifact.kfuncs[k]
         em.kfunc_lookup(kfunc.name, weak=kfunc.weak, fd_slot=kfunc_base + k,

@@ -10,7 +10,9 @@
 4. ``BPF_PROG_LOAD`` of the loader (``SYSCALL``, ``BPF_F_SLEEPABLE``, license
    "Dual BSD/GPL", name ``__loader.prog``, ``fd_array`` = [blob map]; v2 also
    ``fd_array_cnt`` = 1) with ``signature`` / ``keyring_id`` when given;
-5. ``BPF_PROG_RUN`` with the ctx (``struct bpf_loader_ctx`` + descriptors; a loader with
+5. ``BPF_PROG_RUN`` with the ctx (``struct bpf_loader_ctx`` + descriptors; a struct_ops
+   program's descriptor holds, on the way in, its member's index in the running kernel's
+   struct, :func:`member_indexes`; a loader with
    ``.kconfig`` externs (format 1.3) gets, as its KCONFIG map's ``initial_value``, the
    address of the value computed here for the running kernel, or the one given, by
    :meth:`~sigbpf.kernel.environment.KernelEnvironment.kconfig_map_data`);
@@ -113,12 +115,50 @@ def attach_view(loader: Loader, map_names: "set[str] | None" = None) -> AttachVi
                             if map_names is None or m.name in map_names))
 
 
+def struct_ops_members(loader: Loader) -> dict[int, tuple[str, str]]:
+    """The struct_ops programs of *loader*: program index -> (kernel struct, member)."""
+    from sigbpf.elf.progtypes import ProgType
+
+    return {i: tuple(p.attach_to.split(".", 1)) for i, p in enumerate(loader.progs)  # type: ignore[misc]
+            if p.prog_type == ProgType.STRUCT_OPS and "." in p.attach_to}
+
+
+def member_indexes(loader: Loader) -> dict[int, int]:
+    """Program index -> the index of its struct_ops member in the running kernel's struct,
+    bound as ``sigbpf load`` binds it (vmlinux, then the modules: the order in which the
+    loader's ``bpf_btf_find_by_name_kind`` finds the struct).  NotFoundError naming the
+    program when the kernel lacks the struct or the member."""
+    wanted = struct_ops_members(loader)
+    if not wanted:
+        return {}
+    from sigbpf.artifact.format import AttachTarget
+    from sigbpf.btf import BTF, Kind
+    from sigbpf.kernel.kernel_btf import KernelBTFs, bind_attach_target
+
+    kernel = KernelBTFs(BTF.load_vmlinux())
+    try:
+        out = {}
+        for i, (struct_name, member) in wanted.items():
+            bound = bind_attach_target(AttachTarget(struct_name, int(Kind.STRUCT), member=member),
+                                       kernel, program=loader.progs[i].name)
+            assert bound.member_index is not None
+            out[i] = bound.member_index
+        return out
+    finally:
+        kernel.close()
+
+
 def build_ctx(loader: Loader, *, log_level: int = 0, log_size: int = 0, log_buf: int = 0,
-              initial_values: "dict[int, int] | None" = None) -> bytes:
-    """The ctx: ``sz`` and the log fields, per-CPU map sizes in their descriptors, and
+              initial_values: "dict[int, int] | None" = None,
+              members: "dict[int, int] | None" = None) -> bytes:
+    """The ctx: ``sz`` and the log fields, per-CPU map sizes in their descriptors,
     *initial_values* (map index -> a userspace address) as the descriptors' ``initial_value``
-    (the KCONFIG map's: :func:`kconfig_value`)."""
+    (the KCONFIG map's: :func:`kconfig_value`), and *members* (program index -> struct_ops
+    member index: :func:`member_indexes`) in the program descriptors, which the loader reads
+    before it overwrites them with the fds."""
     ctx = bytearray(loader.ctx_size)
+    for i, index in (members or {}).items():
+        struct.pack_into("<i", ctx, prog_desc_offset(len(loader.maps), i), index)
     for i, address in (initial_values or {}).items():
         struct.pack_into("<Q", ctx, map_desc_offset(i) + 8, address)
     struct.pack_into("<IIIIQ", ctx, 0, len(ctx), 0, log_level, log_size, log_buf)
@@ -152,11 +192,13 @@ class SignedLoadRefused(KernelError):
 
 def load_and_run(loader: Loader, signature: bytes | None = None,
                  keyring_id: int | None = None, *,
-                 env: "KernelEnvironment | None" = None) -> LoaderResult:
+                 env: "KernelEnvironment | None" = None,
+                 members: "dict[int, int] | None" = None) -> LoaderResult:
     """Run *loader* in the kernel (module docstring); its fds.  KernelError on any refusal:
     ``LoaderError`` (errno = the loader's) when the loader itself returned an error.
     *env*: the kernel whose kconfig values a loader with ``.kconfig`` externs gets (None:
-    the running one)."""
+    the running one).  *members*: the struct_ops member indexes to pass (None: the running
+    kernel's, :func:`member_indexes`)."""
     import ctypes
 
     from sigbpf.elf.progtypes import ProgFlags, ProgType
@@ -167,6 +209,8 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
     from sigbpf.kernel.run import run_program
 
     result = LoaderResult(loader)
+    if members is None:  # before anything is created: a missing member stops here
+        members = member_indexes(loader)
     initial: dict[int, int] = {}
     buf = None
     if loader.kconfig is not None:  # computed first: a missing strong extern stops here
@@ -194,7 +238,7 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
                 raise SignedLoadRefused(err.message, errno=err.errno, log=err.log) from None
             raise
         with prog:
-            ran = run_program(prog, build_ctx(loader, initial_values=initial),
+            ran = run_program(prog, build_ctx(loader, initial_values=initial, members=members),
                               name=LOADER_PROG_NAME)
         del buf
     if ran.retval < 0:
@@ -213,4 +257,4 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
 
 
 __all__ = ["AttachView", "attach_view", "LoaderError", "LoaderResult", "SignedLoadRefused",
-           "build_ctx", "kconfig_value", "load_and_run", "CTX_HEADER_SIZE"]
+           "build_ctx", "member_indexes", "struct_ops_members", "kconfig_value", "load_and_run", "CTX_HEADER_SIZE"]

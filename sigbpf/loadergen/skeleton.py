@@ -85,6 +85,13 @@ def check_usable(loader: Loader) -> None:
             "the loader has .kconfig externs: it needs the running kernel's kconfig values as "
             "its KCONFIG map's initial_value, which this light skeleton does not compute "
             "(run it with `sigbpf load`)")
+    from sigbpf.loadergen.run import struct_ops_members
+
+    if struct_ops_members(loader):
+        raise UsageError(
+            "the loader has struct_ops programs: each needs its member's index in the running "
+            "kernel's struct in its program descriptor, which this light skeleton does not "
+            "compute (run it with `sigbpf load`)")
 
 
 def skeleton_header(loader: Loader, name: str, *, check: bool = True) -> str:  # noqa: C901
