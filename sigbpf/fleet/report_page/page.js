@@ -209,6 +209,10 @@
   }
   function badge(r) { return '<span class="badge v-' + label(r) + '">' + esc(r === NONE ? "not answered" : C.meaning[C.verdicts[r]]) + "</span>"; }
   function nativeProgBtf(d) { return d.native_prog_btf === null ? "unknown (not from BTF alone)" : d.native_prog_btf ? "yes" : "no"; }
+  function also(cell) { return (cell.also || []).join(", "); }  // milder findings on the same check
+  function reason(cell) {
+    return cell.code + (also(cell) ? " (also " + also(cell) + ")" : "") + (cell.detail ? ": " + cell.detail : "");
+  }
   function checkPairs(c) {
     return [["check", c.key], ["kind", c.kind], ["name", c.name], ["used by", c.detail]];
   }
@@ -218,7 +222,8 @@
     var cell = k.cells[ci], r = k.v[ci], d = k.data;
     var html = "<h2>" + esc(d.name) + " × " + esc(c.key) + "</h2>" + dl([["verdict", badge(r), true]]);
     if (d.error !== null) html += dl([["could not read", d.error]]);
-    else if (cell) html += dl([["code", cell.code], ["detail", cell.detail], ["value", cell.value === null ? null : String(cell.value)]]);
+    else if (cell) html += dl([["code", cell.code], ["also", also(cell)], ["detail", cell.detail],
+                               ["value", cell.value === null ? null : String(cell.value)]]);
     else html += '<p class="hint">This kernel has no answer for this check.</p>';
     html += "<h3>check</h3>" + dl(checkPairs(c));
     html += "<h3>kernel</h3>" + dl([["name", d.name], ["source", d.source], ["digest", d.digest],
@@ -238,7 +243,7 @@
         if (k.v[ci] === rank.ok) return;
         var cell = k.cells[ci];
         items += "<li>" + badge(k.v[ci]) + " <b>" + esc(R.checks[ci].key) + "</b>" +
-                 (cell ? " " + esc(cell.code) + (cell.detail ? ": " + esc(cell.detail) : "") : "") + "</li>";
+                 (cell ? " " + esc(reason(cell)) : "") + "</li>";
       });
       html += "<h3>answers that are not ok</h3>" + (items ? "<ul>" + items + "</ul>" : '<p class="hint">none: every check is ok.</p>');
     }
@@ -251,7 +256,7 @@
     g.members.forEach(function (k) {
       var cell = k.cells[ci];
       var key = k.data.error !== null ? "could not read: " + k.data.error
-              : cell ? cell.code + (cell.detail ? ": " + cell.detail : "") : "not answered";
+              : cell ? reason(cell) : "not answered";
       if (!reasons.has(key)) reasons.set(key, []);
       reasons.get(key).push(k.data.name);
     });
