@@ -32,4 +32,5 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq "${need_apt[@]}" >&2
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e "$here[test]" >&2
+# [fleet]: zstandard and lz4, to read zstd/lz4 kernel images in .deb packages (sigbpf check)
+python3 -m pip install -q --disable-pip-version-check -e "$here[test,fleet]" >&2

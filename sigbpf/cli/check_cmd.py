@@ -1,33 +1,35 @@
-"""``sigbpf check``: an artifact against one or many kernels' BTF, before deployment.
+"""``sigbpf check``: one artifact against a fleet of kernels, before deployment.
 
 ::
 
-    sigbpf check ARTIFACT --btf K1 [--module M ...] [--btf-ids F] [--btf K2 ...] [--json]
+    sigbpf check ARTIFACT|SIGNED|OBJ KERNEL... [--json] [--html FILE] [--no-cache] [--jobs N]
+    sigbpf check ARTIFACT --btf K1 [--module M ...] [--btf-ids F] [--btf K2 ...]
 
-``--module`` and ``--btf-ids`` belong to the ``--btf`` they follow (module
-BTF is split BTF on that kernel's vmlinux).  The same checks as ``sigbpf
-resolve`` (switch them off with ``--no-proto-check``, ``--no-kfunc-check``,
-``--no-module-check``; ``--no-digest``: each program's ``"digest"`` is null),
-shown as a matrix: one row per kfunc, one column per kernel, each cell
-saying whether the name resolves (and to which id), whether the prototype is
-compatible (and strict differences), whether it is a kfunc (or unknown), and
-which modules also define it.
+Each KERNEL is ``running``, a BTF file (with ``.BTF_ids`` and module BTF
+siblings by name), a BTFHub ``.btf.tar.xz``, a kernel ``.deb`` (with its
+``linux-modules-*``), or a directory tree of those (docs/FLEET.md,
+:mod:`sigbpf.fleet.sources`).  ``--btf`` is the older spelling of one BTF
+file; the ``--module`` / ``--btf-ids`` options that follow it belong to it.
+``--no-proto-check``, ``--no-kfunc-check``, ``--no-module-check`` switch
+sigbpf's checks beyond the seed off, as for ``sigbpf resolve``.
 
-JSON::
+Output: the matrix (kernels grouped by identical answers) and the reasons of
+every failing kernel on stdout; ``--json`` the report as JSON instead
+(docs/FLEET.md documents it); ``--html FILE`` also writes a self-contained
+page.  A progress bar goes to stderr when it is a terminal (never with
+``--json``).  Results are cached by content under ``~/.cache/sigbpf/fleet``
+(``--no-cache``: neither read nor written).
 
-    {"ok": bool,
-     "kernels": [{"btf": path, "ok": bool, "kfunc_list": source,
-                  "programs": [{"name", "ok", "errno", "log", "calls", "findings", "digest"}]}],
-     "kfuncs": [{"name": str, "kernels": [{"kernel", "resolves", "btf_id", "log",
-                 "prototype", "strict", "kfunc", "modules", "ok"}]}]}
-
-Exit status: 0 every kernel accepts every program, 1 some kernel would reject, 2 bad input.
+Exit status: 0 every kernel accepts, 1 some kernel refuses, 2 bad input
+(an unreadable artifact, or any kernel that could not be read: its row says
+"could not read: ..." and the others are still checked).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+import sys
+from typing import Any
 
 
 class _KernelSpec:
@@ -42,15 +44,15 @@ class _KernelSpec:
 class _AddKernel(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
-        kernels = getattr(ns, "kernels", None) or []
+        kernels = getattr(ns, "btf_kernels", None) or []
         kernels.append(_KernelSpec(values))
-        ns.kernels = kernels
+        ns.btf_kernels = kernels
 
 
 class _AddToKernel(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
-        kernels = getattr(ns, "kernels", None)
+        kernels = getattr(ns, "btf_kernels", None)
         if not kernels:
             parser.error(f"{option_string} must follow the --btf it belongs to")
         getattr(kernels[-1], self.dest).append(values)
@@ -59,92 +61,82 @@ class _AddToKernel(argparse.Action):
 def configure(parser: argparse.ArgumentParser) -> None:
     from sigbpf.cli.resolve_cmd import add_check_flags
 
-    parser.add_argument("artifact", metavar="ARTIFACT", help="a portable artifact")
-    parser.add_argument("--btf", metavar="VMLINUX", action=_AddKernel, dest="kernels",
+    parser.add_argument("artifact", metavar="ARTIFACT", help="a portable artifact, signed or not, or a BPF object")
+    parser.add_argument("kernels", metavar="KERNEL", nargs="*",
+                        help="running, a BTF file, a .btf.tar.xz, a kernel .deb, or a directory of them")
+    parser.add_argument("--btf", metavar="VMLINUX", action=_AddKernel, dest="btf_kernels",
                         default=[], help="a kernel's vmlinux BTF (repeatable)")
     parser.add_argument("--module", metavar="FILE", action=_AddToKernel, dest="modules",
                         help="module BTF split on the preceding --btf (repeatable)")
     parser.add_argument("--btf-ids", metavar="FILE", action=_AddToKernel, dest="btf_ids",
                         help="the preceding --btf kernel's .BTF_ids section (untagged kernels)")
-    add_check_flags(parser, digest=True)
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_check_flags(parser)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--html", metavar="FILE", help="also write the report as one HTML page")
+    parser.add_argument("--no-cache", dest="cache", action="store_false",
+                        help="neither read nor write the result cache (~/.cache/sigbpf/fleet)")
+    parser.add_argument("--jobs", "-j", metavar="N", type=int, default=0,
+                        help="worker processes (default: one per CPU)")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour the matrix (auto: on a terminal, unless NO_COLOR is set)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from sigbpf.cli.output import emit_json
-    from sigbpf.fileio import read_input
+    import os
+
     from sigbpf.errors import UsageError
-    from sigbpf.resolve.matrix import check_matrix
-    from sigbpf.resolve.report import CheckOptions
-    from sigbpf.resolve.subject import Subject
-    from sigbpf.resolve.target import KernelTarget
+    from sigbpf.fileio import read_input
+    from sigbpf.fleet.needs import ArtifactNeeds
+    from sigbpf.fleet.run import FleetRun, default_jobs
+    from sigbpf.fleet.sources import expand, explicit
+    from sigbpf.fleet.worker import FleetOptions
 
-    if not args.kernels:
-        raise UsageError("give at least one --btf VMLINUX")
-    subject = Subject.from_artifact(read_input(args.artifact), args.artifact)
-    targets = [KernelTarget.load(k.btf, k.modules, k.btf_ids, kfunc_set=args.kfunc_check)
-               for k in args.kernels]
-    options = CheckOptions(prototype=args.proto_check, kfunc=args.kfunc_check,
-                           module=args.module_check, digest=args.digest)
-    matrix = check_matrix(subject, targets, options)
+    if not args.kernels and not args.btf_kernels:
+        raise UsageError("give at least one KERNEL (running, a BTF file, a .deb, a directory) "
+                         "or --btf VMLINUX")
+    if args.jobs < 0:
+        raise UsageError("--jobs must be at least 1")
+    needs = ArtifactNeeds.from_input(read_input(args.artifact), args.artifact)
+    sources = expand(args.kernels)
+    sources += [explicit(k.btf, k.modules, k.btf_ids) for k in args.btf_kernels]
+    if not sources:
+        raise UsageError(f"no kernels found in {' '.join(args.kernels)} (BTF files, .btf.tar.xz, "
+                         ".deb, vmlinux/vmlinuz)")
+    options = FleetOptions(prototype=args.proto_check, kfunc=args.kfunc_check, module=args.module_check)
+    cache_dir = None
+    if args.cache:
+        from sigbpf.fleet.cache import cache_dir as default_cache_dir
+
+        cache_dir = default_cache_dir()
+    progress = None
+    if not args.json:
+        from sigbpf.fleet.progress import Progress
+
+        progress = Progress(len(sources), stream=sys.stderr)
+    fleet = FleetRun(needs, sources, options, cache_dir, args.jobs or default_jobs(),
+                     on_progress=progress.update if progress is not None else None)
+    try:
+        report = fleet.run()
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.html:
+        from sigbpf.fileio import write_atomic
+        from sigbpf.fleet.render_html import render_html
+
+        write_atomic(args.html, render_html(report).encode())
     if args.json:
-        emit_json(_as_json(matrix, targets))
+        from sigbpf.cli.output import emit_json
+
+        emit_json(report.as_json())
     else:
-        _print_text(matrix, targets)
-    return 0 if matrix.ok else 1
+        from sigbpf.fleet.render_text import render_text
 
-
-def _as_json(matrix: Any, targets: Sequence[Any]) -> dict[str, object]:
-    return {
-        "ok": matrix.ok,
-        "kernels": [{"btf": k.kernel, "ok": k.ok,
-                     "kfunc_list": t.kfunc_set.source if t.kfunc_set is not None else "off",
-                     "modules": [m.name for m in t.modules],
-                     "programs": [p.as_json() for p in k.programs]}
-                    for k, t in zip(matrix.kernels, targets)],
-        "kfuncs": [{"name": name,
-                    "kernels": [matrix.cell(name, k.kernel).as_json() for k in matrix.kernels]}
-                   for name in matrix.kfuncs],
-    }
-
-
-def _cell_text(cell: Any) -> str:
-    if cell.btf_id is None:
-        return "missing"
-    parts = [f"[{cell.btf_id}]"]
-    if cell.prototype == "incompatible":
-        parts.append("proto INCOMPATIBLE")
-    elif cell.strict:
-        parts.append("proto ~strict")
-    if cell.kfunc == "no":
-        parts.append("NOT A KFUNC")
-    elif cell.kfunc == "unknown":
-        parts.append("kfunc?")
-    if cell.modules:
-        parts.append("also in " + ",".join(cell.modules))
-    return " ".join(parts)
-
-
-def _print_text(matrix: Any, targets: Sequence[Any]) -> None:
-    for i, k in enumerate(matrix.kernels, 1):
-        print(f"K{i} = {k.kernel}: {'accepts' if k.ok else 'REJECTS'} the artifact")
-        for p in k.programs:
-            if not p.ok:
-                print(f"     program {p.name}: rejected ({p.errno_name})")
-                for line in p.log:
-                    print(f"       {line}")
-    if not matrix.kfuncs:
-        print("no PROG_BTF kfunc calls")
-        return
-    width = max(len(n) for n in matrix.kfuncs)
-    cols = [[_cell_text(matrix.cell(n, k.kernel)) for k in matrix.kernels] for n in matrix.kfuncs]
-    widths = [max(len(f"K{i + 1}"), *(len(row[i]) for row in cols))
-              for i in range(len(matrix.kernels))]
-    print((" " * width + "  " + "  ".join(f"K{i + 1}".ljust(w) for i, w in enumerate(widths))).rstrip())
-    for name, row in zip(matrix.kfuncs, cols):
-        print(name.ljust(width) + "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    for name in matrix.kfuncs:
-        for i, k in enumerate(matrix.kernels, 1):
-            cell = matrix.cell(name, k.kernel)
-            for d in cell.strict:
-                print(f"K{i} {name}: strict: {d}")
+        color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
+                                           and not os.environ.get("NO_COLOR"))
+        render_text(report, sys.stdout, color=color)
+    unreadable = sum(k.error is not None for k in report.kernels)
+    if unreadable:
+        print(f"sigbpf: error: {unreadable} of {len(report.kernels)} kernel(s) could not be read "
+              f"(see their rows)", file=sys.stderr)
+    return report.exit_code

@@ -80,7 +80,10 @@ class Cell:
     ``incompatible``, ``drift``, ``not-kfunc``, ``kfunc-unknown``, ``shadowed``,
     ``known``, ``unknown``, ``fails-if-reached``, ``rejected``, ...);
     ``detail`` is the sentence a person reads; ``value`` is the number that
-    goes with it (a BTF id, a relocated value, an errno), if any.
+    goes with it (a BTF id, a relocated value, an errno), if any.  ``also``
+    lists the codes of further findings on the same check, milder than
+    ``code`` (a kfunc that resolves with prototype ``drift`` and is also
+    ``shadowed`` by a module: code ``drift``, also ``("shadowed",)``).
     """
 
     check: str  # Check.key
@@ -88,10 +91,11 @@ class Cell:
     code: str
     detail: str = ""
     value: int | None = None
+    also: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, object]:
         return {"check": self.check, "verdict": self.verdict.label, "code": self.code,
-                "detail": self.detail, "value": self.value}
+                "detail": self.detail, "value": self.value, "also": list(self.also)}
 
 
 @dataclass(frozen=True, slots=True)
