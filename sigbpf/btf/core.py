@@ -461,12 +461,13 @@ class _Relocator:
                         f"{'failure' if chosen[0].poison else 'success'} {chosen[0].new_val} "
                         f"(candidates {chosen[1].describe()} and {targ.describe()})"))
                 kept.append((targ_btf, targ_id))
+            if kept:
+                cands[:] = kept  # libbpf keeps only the candidates that matched (shared list)
+            if chosen is None:
+                res = _calc(kind, spec, None)
         except SpecError as err:
-            return outcome(member=member, reason=f"error matching candidate: {err.message}")
-        if kept:
-            cands[:] = kept  # libbpf keeps only the candidates that matched (shared list)
+            return outcome(member=member, reason=err.message)
         if chosen is None:
-            res = _calc(kind, spec, None)
             why = (f"{label} is not in the kernel" if not cands
                    else f"no {label} in the kernel has {member.lstrip('.:') or 'it'}"
                    if kind in FIELD_KINDS or kind in ENUMVAL_KINDS
