@@ -120,3 +120,18 @@ def test_harness_loads_something(rows: dict) -> None:
         assert r.sigbpf.ok, f"{name}: sigbpf load fails: {r.sigbpf.reason}"
     totals = table.totals(list(rows.values()))
     assert totals["libbpf_loads"] >= totals["objects"] // 3, totals
+
+
+def test_the_signed_loader_loads_what_sigbpf_load_loads(rows: dict, corpus: Path) -> None:
+    """Issue 8's rule, on real programs: every subset object that ``sigbpf load`` loads
+    directly loads through ``sigbpf loader`` (a loader program for the running kernel's
+    protocol, run by ``sigbpf load LOADER``) with the same number of programs back."""
+    direct = {name: r.sigbpf for name, r in rows.items() if r.sigbpf.ok}
+    assert direct, "sigbpf loads nothing of the subset"
+    differ = []
+    for name, outcome in sorted(direct.items()):
+        via = table.load_sigbpf(corpus / rows[name].path, TIMEOUT, corpus, via_loader=True)
+        if not via.ok or via.programs != outcome.programs:
+            differ.append(f"  {name}: directly {outcome.programs} program(s); through the loader: "
+                          + (f"{via.programs} program(s)" if via.ok else via.reason))
+    assert not differ, "loads directly, not the same through the loader:\n" + "\n".join(differ)

@@ -215,8 +215,11 @@ def load_libbpf(obj: Path, timeout: float = DEFAULT_TIMEOUT, corpus: Path | None
 
 
 def load_sigbpf(obj: Path, timeout: float = DEFAULT_TIMEOUT, corpus: Path | None = None,
-                info: ElfInfo | None = None, via_artifact: bool = False) -> Outcome:
-    """``python3 -m sigbpf load OBJ --json`` (this working tree's sigbpf)."""
+                info: ElfInfo | None = None, via_artifact: bool = False,
+                via_loader: bool = False) -> Outcome:
+    """``python3 -m sigbpf load OBJ --json`` (this working tree's sigbpf); *via_artifact*:
+    ``sigbpf build`` first; *via_loader*: ``sigbpf loader`` first (the running kernel's
+    protocol) and load the loader file (the programs come back from the loader program)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     py = sys.executable
@@ -231,6 +234,16 @@ def load_sigbpf(obj: Path, timeout: float = DEFAULT_TIMEOUT, corpus: Path | None
                 what = "timeout" if rc is None else _first_error(err, corpus)
                 return Outcome(False, reason=f"build: {what}", error=f"build: {what}", seconds=t_build)
             target = art
+        if via_loader:
+            loader = Path(tmp) / "obj.sbpl"
+            rc, out, err, t_gen = _run_limited([py, "-m", "sigbpf", "loader", str(target), "-o",
+                                                str(loader)], timeout, env=env, cwd=str(ROOT))
+            t_build += t_gen
+            if rc != 0:
+                what = "timeout" if rc is None else _first_error(err, corpus)
+                return Outcome(False, reason=f"loader: {what}", error=f"loader: {what}",
+                               seconds=t_build)
+            target = loader
         inner = f"exec '{py}' -m sigbpf load '{target}' --json"
         rc, out, err, dt = _run_limited(_private_bpffs(inner), timeout, env=env, cwd=str(ROOT))
     dt += t_build

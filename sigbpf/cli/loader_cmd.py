@@ -39,6 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="v1 (6.18): the loader checks its blob's hash itself; v2 (7.3): the "
                              "kernel checks insns||blob (fd_array_cnt), no check in the loader; "
                              "auto (default): the running kernel's, probed")
+    parser.add_argument("--own-kfuncs", action="store_true",
+                        help="the loader calls kfuncs itself, in PROG_BTF form against its own BTF "
+                             "(its cleanup is a bpf_iter_num loop): the seed's scenario; a kernel "
+                             "without the seed refuses it signed, and sigbpf load resolves its "
+                             "calls in userspace when it is not")
     parser.add_argument("--disasm", action="store_true",
                         help="print the loader (the input, or the one just generated) readably")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -46,6 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def summary(loader) -> dict[str, object]:
     return {"protocol": f"v{int(loader.protocol)}", "insns": len(loader.insns),
+            "own_kfuncs": [n for n, _ in loader.own_btf.kfunc_ids] if loader.own_btf else [],
             "blob_size": len(loader.blob), "ctx_size": loader.ctx_size,
             "loader_sha256": loader.insns_sha256.hex(), "blob_sha256": loader.blob_sha256.hex(),
             "maps": [m.name for m in loader.maps], "programs": [p.name for p in loader.progs]}
@@ -78,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
             if probed.protocol is None:
                 raise UsageError(f"--protocol auto: {probed.describe()}; give --protocol v1 "
                                  f"or v2")
-        loader = generate(artifact, probed.protocol if probed else int(args.protocol[1:]))
+        loader = generate(artifact, probed.protocol if probed else int(args.protocol[1:]),
+                          own_kfuncs=args.own_kfuncs)
         write_atomic(args.output, loader.encode())
     if args.disasm:
         print(listing(loader), end="")
@@ -89,9 +96,11 @@ def run(args: argparse.Namespace) -> int:
         emit_json(doc)
     else:
         how = f" ({probed.describe()})" if probed is not None else ""
+        own = (f", own kfunc calls ({', '.join(n for n, _ in loader.own_btf.kfunc_ids)}: PROG_BTF "
+               f"form)" if loader.own_btf is not None else "")
         print(f"{args.output}: loader protocol v{int(loader.protocol)}{how}, {len(loader.insns)} "
               f"insns, blob {len(loader.blob)} bytes, {len(loader.maps)} map(s), "
-              f"{len(loader.progs)} program(s)")
+              f"{len(loader.progs)} program(s){own}")
     return 0
 
 
@@ -105,6 +114,13 @@ KERNEL_SIGNATURE_ERRORS: dict[str, str] = {
 }
 
 
+def last_log_line(log: str | None) -> str:
+    """The verifier's last word in *log* (its closing statistics line left out), or ""."""
+    lines = [line.strip() for line in (log or "").splitlines()
+             if line.strip() and not line.startswith("processed ")]
+    return lines[-1] if lines else ""
+
+
 def explain_signed_refusal(err, keyring: str, verified_in_userspace: bool) -> str:
     """One line for a kernel refusal of the signed loader: errno, what it means, who verified."""
     from sigbpf.errors import errno_name
@@ -113,9 +129,7 @@ def explain_signed_refusal(err, keyring: str, verified_in_userspace: bool) -> st
     if name == "ENOTSUP":  # the same value (95); the kernel's name for it is EOPNOTSUPP
         name = "EOPNOTSUPP"
     log = (err.log or "").strip()
-    lines = [line.strip() for line in log.splitlines()
-             if line.strip() and not line.startswith("processed ")]
-    last = lines[-1] if lines else ""
+    last = last_log_line(log)
     if name == "EINVAL" and log:
         meaning = f"the verifier refused the loader: {last}"
     else:
@@ -218,6 +232,7 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
                      "CERT and/or --keyring KEYRING)")
     if not args.force:  # after userspace verification: a bad signature is the first news
         _refuse_wrong_protocol(loader, args.input)
+    resolve_own = _own_calls_resolution(loader, args, keyring, notes)
     kid = key_serial = None
     if keyring is not None:
         from sigbpf.kernel.keyring import keyring_id
@@ -234,7 +249,7 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
     try:
         try:
             result = load_and_run(loader, signature=loader.signature if kid is not None else None,
-                                  keyring_id=kid)
+                                  keyring_id=kid, resolve_own=resolve_own)
         except SignedLoadRefused as err:
             err.message = explain_signed_refusal(err, keyring, "userspace" in verified_by)
             err.log = ""
@@ -252,6 +267,9 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
                                    "instructions" if kid is not None else ""))
             raise
         except KernelError as err:
+            last = last_log_line(err.log)
+            if last and last not in err.message:
+                err.message += f": {last}"
             err.message += _protocol_mismatch(loader, err)
             raise
     finally:
@@ -290,7 +308,11 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
         if args.json:
             doc: dict[str, object] = {"loader": {"protocol": f"v{int(loader.protocol)}",
                                                  "insns": len(loader.insns),
-                                                 "blob_size": len(loader.blob), "retval": 0},
+                                                 "blob_size": len(loader.blob), "retval": 0,
+                                                 "own_kfuncs_resolved_by":
+                                                 None if loader.own_btf is None else
+                                                 "userspace" if resolve_own else "kernel"},
+                                      "notes": notes,
                                       "maps": maps, "programs": programs}
             if signature_doc is not None:
                 doc["signature"] = signature_doc
@@ -321,6 +343,42 @@ def run_loader_file(args: argparse.Namespace, data: bytes) -> int:  # noqa: C901
 
             _hold(loaded, attached, args)
     return 1 if failed else 0
+
+
+def _own_calls_resolution(loader, args: argparse.Namespace, keyring: str | None,
+                          notes: list[str]) -> bool:
+    """Who resolves the loader's own PROG_BTF kfunc calls (format 1.4): True = sigbpf, in
+    userspace.  A kernel with the seed (the probe, :mod:`sigbpf.kernel.probe`) resolves them
+    itself; on one without, an unsigned loader is resolved here with the kernel's rules and
+    a signed one given to the kernel is refused before loading (resolving it here would
+    change the signed instructions: the kernel would answer EKEYREJECTED), unless --force,
+    which lets that kernel say what it does with src_reg 3.  ``--resolution`` forces a side."""
+    if loader.own_btf is None:
+        return False
+    from sigbpf.errors import UsageError
+    from sigbpf.kernel.probe import kernel_resolves_prog_btf
+
+    forced = getattr(args, "resolution", "auto")
+    if forced == "kernel":
+        notes.append("the loader's own kfunc calls: left to the kernel (--resolution kernel)")
+        return False
+    probe = kernel_resolves_prog_btf()
+    if forced == "auto" and probe.native:
+        notes.append(f"the loader's own kfunc calls: resolved by the kernel ({probe.detail})")
+        return False
+    signed_to_kernel = bool(loader.signature) and keyring is not None
+    if signed_to_kernel and forced == "auto":
+        if args.force:
+            notes.append(f"the loader's own kfunc calls: left to a kernel without PROG_BTF "
+                         f"resolution (--force; {probe.detail})")
+            return False
+        raise UsageError(f"{args.input}: the signed loader calls kfuncs in PROG_BTF form "
+                         f"(src_reg 3) and the running kernel does not resolve them "
+                         f"({probe.detail}); resolving them here would change the signed "
+                         f"instructions (pass --force to let the kernel refuse it)")
+    notes.append("the loader's own kfunc calls: resolved in userspace with the seed's rules "
+                 + (f"(--resolution userspace)" if forced == "userspace" else f"({probe.detail})"))
+    return True
 
 
 def _refuse_wrong_protocol(loader, path: str) -> None:

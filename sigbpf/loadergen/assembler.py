@@ -115,6 +115,10 @@ class Asm:
         self._labels[name] = self._slot
         self._notes.append(Note(self._slot, NoteKind.LABEL, name))
 
+    def is_target(self, name: str) -> bool:
+        """Whether a jump emitted so far goes to label *name*."""
+        return any(item.target == name for item in self._items)
+
     def comment(self, text: str) -> None:
         self._notes.append(Note(self._slot, NoteKind.COMMENT, text))
 

@@ -16,7 +16,8 @@ Its tail, label ``exit_r7``, returns ``r7`` without closing anything: only the
 prologue's hash check goes there, before anything is open (and before the
 blob, which the check has just found altered, can be trusted to hold fds).
 
-The stack holds ``struct { u32 btf_fd; u32 prog_fd[n]; }`` at ``r10 - stack_size``,
+The stack holds ``struct { u32 btf_fd; u32 prog_fd[n]; }`` at ``r10 - stack_size``
+(below it, 8-aligned, a ``struct bpf_iter_num`` when the loader calls kfuncs itself),
 zeroed first (libbpf's ``bpf_probe_read_kernel(dst, size, NULL)`` trick).
 """
 
@@ -25,13 +26,17 @@ from __future__ import annotations
 import errno as errno_mod
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-from sigbpf.asm import AluOp, JmpOp, Size, alu32_imm, alu64_imm, call_helper, exit_, ldx_mem, \
-    mov64_imm, mov64_reg, st_mem, stx_mem
+from sigbpf.asm import AluOp, Instruction, JmpOp, PseudoCall, Size, alu32_imm, alu64_imm, \
+    alu64_reg, call_helper, call_kfunc, exit_, ldx_mem, mov64_imm, mov64_reg, st_mem, stx_mem
 from sigbpf.kernel import attr as A
 from sigbpf.kernel.syscall import Cmd
 from sigbpf.loadergen.assembler import Asm, BlobAddr, Const, MapPtr, Value
 from sigbpf.loadergen.blob import Blob
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sigbpf.loadergen.own_btf import OwnBTF
 
 
 class Helper(IntEnum):
@@ -117,17 +122,27 @@ class Emitter:
     nr_progs: int
     fd_slots: int
     fd_array: str = "fd_array"
+    #: The loader's own BTF when it calls kfuncs itself (its cleanup loop, :meth:`cleanup`).
+    own: "OwnBTF | None" = None
 
     # ------------------------------------------------------------------ layout
     @property
-    def stack_size(self) -> int:
-        return -(-(4 + 4 * self.nr_progs) // 8) * 8
+    def _iter_size(self) -> int:
+        """``struct bpf_iter_num`` (8 bytes) at the stack's bottom when the cleanup loops."""
+        return 8 if self.own is not None else 0
 
-    def stack_btf_fd(self) -> int:
+    @property
+    def stack_size(self) -> int:
+        return -(-(self._iter_size + 4 + 4 * self.nr_progs) // 8) * 8
+
+    def stack_iter(self) -> int:
         return -self.stack_size
 
+    def stack_btf_fd(self) -> int:
+        return -self.stack_size + self._iter_size
+
     def stack_prog_fd(self, index: int) -> int:
-        return -self.stack_size + 4 + 4 * index
+        return self.stack_btf_fd() + 4 + 4 * index
 
     def fd_slot(self, index: int) -> BlobAddr:
         return BlobAddr(self.fd_array, 4 * index)
@@ -488,16 +503,61 @@ class Emitter:
 
     def cleanup(self) -> None:
         """Label ``cleanup``: close every fd the loader may hold (stack: BTF and programs;
-        ``fd_array``: maps, module BTFs), then (label ``exit_r7``) return r7."""
+        ``fd_array``: maps, module BTFs), then (label ``exit_r7``) return r7.  With the
+        loader's own kfuncs the ``fd_array`` part is one loop (:meth:`close_fd_array_loop`).
+        A block no step can jump to is left out (the verifier refuses unreachable code): a
+        loader with nothing that can fail, such as one of an object without programs."""
+        if not self.asm.is_target("exit_r7") and not self.asm.is_target("cleanup"):
+            return
+        if not self.asm.is_target("cleanup"):
+            self.asm.label("exit_r7")
+            self.asm.emit(mov64_reg(Reg.R0, Reg.RET), exit_())
+            return
         self.asm.label("cleanup")
         self.asm.comment("cleanup: close what was opened, return the error in r7")
         self.close_stack(self.stack_btf_fd())
         for i in range(self.nr_progs):
             self.close_stack(self.stack_prog_fd(i))
-        for i in range(self.fd_slots):
-            self.close_blob(self.fd_slot(i))
+        if self.own is not None:
+            self.close_fd_array_loop()
+        else:
+            for i in range(self.fd_slots):
+                self.close_blob(self.fd_slot(i))
         self.asm.label("exit_r7")
         self.asm.emit(mov64_reg(Reg.R0, Reg.RET), exit_())
+
+    def own_kfunc(self, name: str) -> Instruction:
+        """``call`` *name* in the seed's form: ``src_reg 3``, ``imm`` = its FUNC in the
+        loader's own BTF (resolved by name by a kernel with the seed)."""
+        assert self.own is not None
+        return call_kfunc(self.own.kfunc_id(name), PseudoCall.KFUNC_CALL_PROG_BTF)
+
+    def close_fd_array_loop(self) -> None:
+        """``bpf_for(i, 0, fd_slots) if (fd_array[i] > 0) bpf_sys_close(fd_array[i])``: an
+        open-coded ``bpf_iter_num`` loop (kfuncs ``bpf_iter_num_new/next/destroy``, called in
+        PROG_BTF form), whose size does not grow with the artifact's maps and module-BTF
+        slots as the unrolled closes do.  Keeps r6-r9.  Clobbers r0-r5."""
+        asm = self.asm
+        asm.comment(f"cleanup loop: close fd_array[0..{self.fd_slots}) (bpf_iter_num, PROG_BTF calls)")
+        top, done = asm.fresh("next_slot"), asm.fresh("slots_done")
+        asm.emit(mov64_reg(Reg.R1, Reg.FP), alu64_imm(AluOp.ADD, Reg.R1, self.stack_iter()),
+                 mov64_imm(Reg.R2, 0), mov64_imm(Reg.R3, self.fd_slots),
+                 self.own_kfunc("bpf_iter_num_new"))
+        asm.label(top)
+        asm.emit(mov64_reg(Reg.R1, Reg.FP), alu64_imm(AluOp.ADD, Reg.R1, self.stack_iter()),
+                 self.own_kfunc("bpf_iter_num_next"))
+        asm.jmp_imm(JmpOp.JEQ, Reg.R0, 0, done)
+        asm.emit(ldx_mem(Size.W, Reg.R1, Reg.R0, 0))
+        asm.jmp_imm(JmpOp.JGE, Reg.R1, self.fd_slots, top)  # the verifier's bound on i
+        asm.emit(alu64_imm(AluOp.LSH, Reg.R1, 2))
+        asm.ld_imm64(Reg.R2, BlobAddr(self.fd_array))
+        asm.emit(alu64_reg(AluOp.ADD, Reg.R2, Reg.R1), ldx_mem(Size.W, Reg.R1, Reg.R2, 0))
+        asm.jmp_imm(JmpOp.JSLE, Reg.R1, 0, top)
+        asm.emit(call_helper(Helper.SYS_CLOSE))
+        asm.goto(top)
+        asm.label(done)
+        asm.emit(mov64_reg(Reg.R1, Reg.FP), alu64_imm(AluOp.ADD, Reg.R1, self.stack_iter()),
+                 self.own_kfunc("bpf_iter_num_destroy"))
 
 
 __all__ = ["Emitter", "Helper", "Reg", "CTX_HEADER_SIZE", "MAP_DESC_SIZE", "PROG_DESC_SIZE",

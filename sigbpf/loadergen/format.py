@@ -40,6 +40,7 @@ from sigbpf.loadergen.magic import LOADER_MAGIC, is_loader
 
 if TYPE_CHECKING:  # pragma: no cover
     from sigbpf.artifact.format import KconfigExtern
+    from sigbpf.loadergen.own_btf import OwnBTF
 
 VERSION = (1, 0)
 #: A signed loader: the header's flag SIGNED, its signature size at offset 56.
@@ -48,6 +49,8 @@ VERSION_SIGNED = (1, 1)
 VERSION_ATTACH = (1, 2)
 #: A loader with kconfig externs (header flag KCONFIG), attach names or not, signed or not.
 VERSION_KCONFIG = (1, 3)
+#: A loader with its own BTF (header flag OWN_BTF), with any of the parts of 1.1-1.3.
+VERSION_OWN_BTF = (1, 4)
 #: The largest signature a loader file holds (bpftool's limit for BPF_PROG_LOAD's signature).
 MAX_SIGNATURE_SIZE = 4096
 HEADER = struct.Struct("<8sHHIIIIIIIIIIIII")
@@ -58,6 +61,7 @@ ATTACH_RECORD = struct.Struct("<III")
 NOTE_RECORD = struct.Struct("<III")
 KCONFIG_HEAD = struct.Struct("<II")  # map index, value size
 KCONFIG_RECORD = struct.Struct("<5I")  # name_off, type, offset, size, flags (as the artifact's)
+OWN_BTF_HEAD = struct.Struct("<II")  # btf_size, main_func_id
 _KCONFIG_WEAK, _KCONFIG_SIGNED = 1, 2
 
 
@@ -80,6 +84,9 @@ class LoaderFlags(IntFlag):
     ATTACH = 2
     #: 1.3: a KCONFIG part follows ATTACH (or PROGS); its record count is the header's u32 at 60.
     KCONFIG = 4
+    #: 1.4: an OWN_BTF part (``u32 btf_size, u32 main_func_id``, the BTF) follows KCONFIG (or
+    #: ATTACH, or PROGS).
+    OWN_BTF = 8
 
 
 class LoaderMapFlags(IntFlag):
@@ -135,6 +142,9 @@ class Loader:
     signature: bytes = b""
     #: Format 1.3: the KCONFIG map and its externs (None: the artifact has none).
     kconfig: LoaderKconfig | None = None
+    #: Format 1.4: the loader's own BTF, when its instructions call kfuncs in PROG_BTF form
+    #: (:mod:`sigbpf.loadergen.own_btf`; not covered by the kernel's signature).
+    own_btf: "OwnBTF | None" = None
 
     @property
     def signed_payload(self) -> bytes:
@@ -203,6 +213,9 @@ def _encode(ld: Loader) -> bytes:
             KCONFIG_RECORD.pack(strings.add(k.name), k.type, k.offset, k.size,
                                 (_KCONFIG_WEAK if k.weak else 0) | (_KCONFIG_SIGNED if k.signed else 0))
             for k in kc.externs)
+    own = b""
+    if ld.own_btf is not None:
+        own = OWN_BTF_HEAD.pack(len(ld.own_btf.raw), ld.own_btf.main_id) + ld.own_btf.raw
     notes = b"".join(NOTE_RECORD.pack(n.insn, int(n.kind), strings.add(n.text)) for n in ld.notes)
     sig = bytes(ld.signature)
     if len(sig) > MAX_SIGNATURE_SIZE:
@@ -213,12 +226,15 @@ def _encode(ld: Loader) -> bytes:
         version, flags = VERSION_ATTACH, flags | LoaderFlags.ATTACH
     if kc is not None:
         version, flags = VERSION_KCONFIG, flags | LoaderFlags.KCONFIG
+    if own:
+        version, flags = VERSION_OWN_BTF, flags | LoaderFlags.OWN_BTF
     header = HEADER.pack(LOADER_MAGIC, *version, HEADER_SIZE, int(ld.protocol), int(flags),
                          len(ld.insns), len(ld.blob), len(ld.maps), len(ld.progs), ld.ctx_size,
                          len(ld.notes), len(strings.data), name_off, len(sig),
                          len(kc.externs) if kc is not None else 0)
     parts = ((ld.insn_bytes, ld.blob, maps, progs) + ((attach,) if with_attach else ())
-             + ((kconfig,) if kc is not None else ()) + (notes, bytes(strings.data)) + ((sig,) if sig else ()))
+             + ((kconfig,) if kc is not None else ()) + ((own,) if own else ())
+             + (notes, bytes(strings.data)) + ((sig,) if sig else ()))
     return header + b"".join(_pad8(part) for part in parts)
 
 
@@ -232,12 +248,13 @@ def _decode(data: bytes, file: str | None) -> Loader:
      ctx_sz, note_cnt, str_size, name_off, r0, r1) = HEADER.unpack_from(data)
     if magic != LOADER_MAGIC:
         raise fail("bad magic (not a sigbpf loader file)", 0)
-    if (major, minor) not in (VERSION, VERSION_SIGNED, VERSION_ATTACH, VERSION_KCONFIG):
+    if (major, minor) not in (VERSION, VERSION_SIGNED, VERSION_ATTACH, VERSION_KCONFIG,
+                              VERSION_OWN_BTF):
         raise fail(f"unsupported loader format version {major}.{minor} (this reader knows "
-                   f"1.0, 1.1, 1.2 and 1.3)", 8)
+                   f"1.0 to 1.4)", 8)
     if header_size != HEADER_SIZE:
         raise fail("bad header (header_size must be 64)", 12)
-    if (major, minor) != VERSION_KCONFIG and r1:
+    if (major, minor) < VERSION_KCONFIG and r1:
         raise fail("bad header (the reserved word at 60 must be 0 before format 1.3)", 60)
     if (major, minor) == VERSION and (flags or r0):
         raise fail("bad header (format 1.0: flags and reserved must be 0)", 20)
@@ -256,6 +273,15 @@ def _decode(data: bytes, file: str | None) -> Loader:
                        f"[| ATTACH] [| SIGNED])", 20)
         if not flags & LoaderFlags.SIGNED and r0:
             raise fail("bad header (signature size without the SIGNED flag)", 56)
+    if (major, minor) == VERSION_OWN_BTF:
+        known = LoaderFlags.SIGNED | LoaderFlags.ATTACH | LoaderFlags.KCONFIG | LoaderFlags.OWN_BTF
+        if flags & ~known or not flags & LoaderFlags.OWN_BTF:
+            raise fail(f"bad header (format 1.4: flags {flags:#x}, must be OWN_BTF [| KCONFIG] "
+                       f"[| ATTACH] [| SIGNED])", 20)
+        if not flags & LoaderFlags.SIGNED and r0:
+            raise fail("bad header (signature size without the SIGNED flag)", 56)
+    if r1 and not flags & LoaderFlags.KCONFIG:
+        raise fail("bad header (kconfig_cnt without the KCONFIG flag)", 60)
     if flags & LoaderFlags.SIGNED:
         if not 0 < r0 <= MAX_SIGNATURE_SIZE:
             raise fail(f"signature size {r0}: must be 1..{MAX_SIGNATURE_SIZE}", 56)
@@ -272,8 +298,15 @@ def _decode(data: bytes, file: str | None) -> Loader:
                     if flags & LoaderFlags.KCONFIG else 0)
     for part, size in (("insns", insn_cnt * 8), ("blob", blob_size),
                        ("maps", map_cnt * MAP_RECORD.size), ("progs", prog_cnt * PROG_RECORD.size),
-                       ("attach", attach_size), ("kconfig", kconfig_size), ("notes", note_cnt * NOTE_RECORD.size),
+                       ("attach", attach_size), ("kconfig", kconfig_size), ("own_btf", None),
+                       ("notes", note_cnt * NOTE_RECORD.size),
                        ("strtab", str_size), ("signature", r0)):
+        if size is None:  # the OWN_BTF part says its own size
+            size = 0
+            if flags & LoaderFlags.OWN_BTF:
+                if pos + OWN_BTF_HEAD.size > len(data):
+                    raise fail(f"truncated (in its {part})", pos)
+                size = OWN_BTF_HEAD.size + OWN_BTF_HEAD.unpack_from(data, pos)[0]
         if pos + size > len(data):
             raise fail(f"truncated (in its {part})", pos)
         parts[part] = (pos, data[pos:pos + size])
@@ -325,6 +358,16 @@ def _decode(data: bytes, file: str | None) -> Loader:
             externs.append(KconfigExtern(name, t, off, size, bool(kf & _KCONFIG_WEAK),
                                          bool(kf & _KCONFIG_SIGNED)))
         kconfig = LoaderKconfig(kmap, ksize, tuple(externs))
+    own = None
+    own_pos, own_bytes = parts["own_btf"]
+    if own_bytes:
+        from sigbpf.loadergen.own_btf import parse_own_btf
+
+        size, main_id = OWN_BTF_HEAD.unpack_from(own_bytes)
+        try:
+            own = parse_own_btf(own_bytes[OWN_BTF_HEAD.size:], main_id, file=file)
+        except FormatError as err:
+            raise err.at(offset=own_pos) from None
     note_pos, note_bytes = parts["notes"]
     notes = []
     for i, (insn, kind, text) in enumerate(NOTE_RECORD.iter_unpack(note_bytes)):
@@ -332,13 +375,15 @@ def _decode(data: bytes, file: str | None) -> Loader:
             raise fail(f"note {i}: bad kind {kind} or insn {insn}", note_pos + 12 * i)
         notes.append(Note(insn, NoteKind(kind), string(text, note_pos + 12 * i)))
     loader = Loader(proto, string(name_off, 52), tuple(Instruction.decode(parts["insns"][1])),
-                    parts["blob"][1], maps, progs, tuple(notes), parts["signature"][1], kconfig)
+                    parts["blob"][1], maps, progs, tuple(notes), parts["signature"][1], kconfig,
+                    own)
     if loader.ctx_size != ctx_sz:
         raise fail(f"ctx_size {ctx_sz} does not match {map_cnt} maps and {prog_cnt} programs "
                    f"({loader.ctx_size})", 40)
     return loader
 
 
-__all__ = ["LOADER_MAGIC", "MAX_SIGNATURE_SIZE", "VERSION_ATTACH", "VERSION_KCONFIG", "Loader",
+__all__ = ["LOADER_MAGIC", "MAX_SIGNATURE_SIZE", "VERSION_ATTACH", "VERSION_KCONFIG",
+           "VERSION_OWN_BTF", "Loader",
            "LoaderFlags", "LoaderKconfig", "LoaderMap", "LoaderMapFlags", "LoaderProg", "Protocol",
            "is_loader"]

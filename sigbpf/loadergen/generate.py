@@ -49,15 +49,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from sigbpf.artifact.format import Artifact, AttachTarget, Map, Program
 
 DEFAULT_PAGE_SIZE = 4096
-#: The programs one loader loads: ``struct { u32 btf_fd; u32 prog_fd[n]; }`` on the 512-byte
-#: BPF stack (libbpf's gen_loader keeps at most MAX_USED_PROGS = 32 there).
-MAX_PROGRAMS = (512 - 4) // 4
+#: The programs one loader loads: ``struct { u32 btf_fd; u32 prog_fd[n]; }`` (and an 8-byte
+#: iterator) on the 512-byte BPF stack (libbpf's gen_loader keeps at most MAX_USED_PROGS = 32).
+MAX_PROGRAMS = (512 - 8 - 4) // 4
+#: The kfuncs a loader with its own kfunc calls calls (its cleanup loop): open-coded
+#: iterators, allowed in every program type, present since 6.4, and what the verifier
+#: offers for a loop whose length is the artifact's.
+OWN_KFUNCS = ("bpf_iter_num_new", "bpf_iter_num_next", "bpf_iter_num_destroy")
 _KEY0 = struct.pack("<I", 0)
 
 
 def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
-             page_size: int = DEFAULT_PAGE_SIZE) -> Loader:
-    """The loader of *artifact* (deterministic: the same artifact gives the same bytes)."""
+             page_size: int = DEFAULT_PAGE_SIZE, own_kfuncs: bool = False) -> Loader:
+    """The loader of *artifact* (deterministic: the same artifact gives the same bytes).
+
+    *own_kfuncs*: the loader calls kfuncs itself, in the seed's PROG_BTF form against its
+    own BTF (:mod:`sigbpf.loadergen.own_btf`): its cleanup closes the ``fd_array`` with an
+    open-coded ``bpf_iter_num`` loop (:data:`OWN_KFUNCS`).  Only a kernel with the seed
+    loads such a loader; others refuse ``src_reg 3`` ("BPF_CALL uses reserved fields")."""
     from sigbpf.artifact.format import ArtifactMapFlags, KfuncSiteKind, MapKind, SlotKind
 
     protocol = Protocol(protocol)
@@ -86,12 +95,27 @@ def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
         raise ArtifactError(f"{fd_slots} fd_array slots: more than a kfunc call's off can index")
 
     asm, blob = Asm(), Blob()
-    em = Emitter(asm, blob, nr_progs=len(programs), fd_slots=fd_slots)
+    own = None
+    if own_kfuncs:
+        from sigbpf.loadergen.own_btf import own_btf
+
+        own = own_btf(OWN_KFUNCS)
+    em = Emitter(asm, blob, nr_progs=len(programs), fd_slots=fd_slots, own=own)
     blob.add("fd_array", size=4 * fd_slots)
     em.prologue()
     if protocol is Protocol.V1:
         em.signature_match()
     with_btf = bool(artifact.btf)
+    refusal = _kernel_refuses(artifact.btf) if with_btf else None
+    if refusal is not None:
+        # As `sigbpf load` does and libbpf: "BTF is optional, ignoring" -- maps without BTF
+        # types, programs without func/line info and CO-RE relocations.  Decided here from
+        # the kernel's rules (a policy every kernel applies), not from one kernel's answer.
+        if any(p.attach is not None and p.attach.member for _, p in programs):
+            raise ArtifactError(f"the kernel refuses the program BTF ({refusal}) and struct_ops "
+                                f"programs cannot load without it")
+        asm.comment(f"program BTF left out: the kernel refuses it ({refusal}); BTF is optional")
+        with_btf = False
     if with_btf:
         em.load_btf(artifact.btf)
 
@@ -184,7 +208,17 @@ def generate(artifact: "Artifact", protocol: Protocol | int = Protocol.V1, *,
                              else p.attach_to)
                   if attaches else LoaderProg(p.name, p.prog_type) for _, p in programs)
     return Loader(protocol, artifact.name, out.insns, data, maps, progs, out.notes,
-                  kconfig=kconfig)
+                  kconfig=kconfig, own_btf=own)
+
+
+def _kernel_refuses(raw: bytes) -> str | None:
+    """Why every kernel refuses the program BTF *raw* (a rule of ``BPF_BTF_LOAD`` it breaks,
+    :func:`~sigbpf.btf.validate.parse_lenient`), or None when it is loadable."""
+    from sigbpf.btf import BTF
+    from sigbpf.btf.validate import parse_lenient
+
+    _btf, policy = parse_lenient(BTF, raw, file="program BTF")
+    return policy.message if policy is not None else None
 
 
 def struct_ops_name(target: "AttachTarget") -> str:
@@ -283,4 +317,4 @@ def _program(em: Emitter, j: int, program: "Program", artifact: "Artifact", kfun
     em.prog_load(j, attr, close_after)
 
 
-__all__ = ["generate", "DEFAULT_PAGE_SIZE"]
+__all__ = ["generate", "DEFAULT_PAGE_SIZE", "MAX_PROGRAMS", "OWN_KFUNCS"]

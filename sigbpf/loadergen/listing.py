@@ -2,12 +2,13 @@
 
 Each instruction is printed as ``llvm-objdump`` writes it (:func:`sigbpf.asm.format_insn`),
 except ``ld_imm64`` pseudo forms, which say what they load (``&blob[+0x40]``,
-``map[0]``); jumps name their label; helper calls their helper.
+``map[0]``); jumps name their label; helper calls their helper; the loader's own
+PROG_BTF kfunc calls the FUNC of its own BTF they name.
 """
 
 from __future__ import annotations
 
-from sigbpf.asm import PseudoLdImm64
+from sigbpf.asm import PseudoCall, PseudoLdImm64
 from sigbpf.asm.opcodes import CALL_CODE, LD_IMM64_CODE
 from sigbpf.loadergen.assembler import NoteKind
 from sigbpf.loadergen.emit import Helper
@@ -52,6 +53,9 @@ def listing(loader: Loader) -> str:
                 text += f"  ; {Helper(insn.imm).name.lower()}"
             except ValueError:
                 pass
+        elif insn.code == CALL_CODE and insn.src == PseudoCall.KFUNC_CALL_PROG_BTF:
+            name = loader.own_btf.kfunc_name(insn.imm) if loader.own_btf is not None else None
+            text += f"  ; kfunc {name or '?'} (PROG_BTF: the loader's own BTF [{insn.imm}])"
         elif insn.is_jump and not insn.is_exit and (i + 1 + insn.off) in labels:
             text += f"  <{labels[i + 1 + insn.off]}>"
         lines.append(f"{i:6d}: {text}")

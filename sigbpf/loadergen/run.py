@@ -9,7 +9,9 @@
    ``map->sha`` (the loader's prologue compares it with its built-in hash);
 4. ``BPF_PROG_LOAD`` of the loader (``SYSCALL``, ``BPF_F_SLEEPABLE``, license
    "Dual BSD/GPL", name ``__loader.prog``, ``fd_array`` = [blob map]; v2 also
-   ``fd_array_cnt`` = 1) with ``signature`` / ``keyring_id`` when given;
+   ``fd_array_cnt`` = 1) with ``signature`` / ``keyring_id`` when given; a loader
+   with its own kfunc calls (format 1.4) also with its own BTF (``BPF_BTF_LOAD`` here,
+   ``prog_btf_fd``) and the one func_info record that makes the kernel attach it;
 5. ``BPF_PROG_RUN`` with the ctx (``struct bpf_loader_ctx`` + descriptors; a struct_ops
    program's descriptor holds, on the way in, its member's index in the running kernel's
    struct, :func:`member_indexes`; a loader with
@@ -34,6 +36,8 @@ from sigbpf.loadergen.format import Loader, LoaderMapFlags, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from sigbpf.artifact.format import Program
+    from sigbpf.btf import BTF
+    from sigbpf.resolve.resolver import Resolution
     from sigbpf.kernel.environment import KernelEnvironment
     from sigbpf.kernel.loader import LoadedArtifact
 
@@ -190,15 +194,32 @@ class SignedLoadRefused(KernelError):
     """``BPF_PROG_LOAD`` of the loader, given its signature, was refused (errno and log kept)."""
 
 
+def resolve_own_calls(loader: Loader, vmlinux: "BTF | None" = None) -> "Resolution":
+    """The seed's pass over the loader's own instructions (its PROG_BTF kfunc calls, format
+    1.4) against *vmlinux* (None: the running kernel's), in userspace with the kernel's rules
+    (:func:`~sigbpf.resolve.resolver.resolve_kfunc_calls`): what a kernel with the seed does
+    at load.  A signed loader so rewritten no longer matches its signature."""
+    from sigbpf.btf import BTF
+    from sigbpf.resolve.resolver import resolve_kfunc_calls
+
+    assert loader.own_btf is not None
+    own = BTF.parse(loader.own_btf.raw, file="the loader's own BTF")
+    return resolve_kfunc_calls(loader.insns, own, vmlinux if vmlinux is not None
+                               else BTF.load_vmlinux())
+
+
 def load_and_run(loader: Loader, signature: bytes | None = None,
                  keyring_id: int | None = None, *,
                  env: "KernelEnvironment | None" = None,
-                 members: "dict[int, int] | None" = None) -> LoaderResult:
+                 members: "dict[int, int] | None" = None,
+                 resolve_own: bool = False) -> LoaderResult:
     """Run *loader* in the kernel (module docstring); its fds.  KernelError on any refusal:
     ``LoaderError`` (errno = the loader's) when the loader itself returned an error.
     *env*: the kernel whose kconfig values a loader with ``.kconfig`` externs gets (None:
     the running one).  *members*: the struct_ops member indexes to pass (None: the running
-    kernel's, :func:`member_indexes`)."""
+    kernel's, :func:`member_indexes`).  *resolve_own*: the loader's own PROG_BTF kfunc
+    calls are resolved here (:func:`resolve_own_calls`, for a kernel without the seed) and
+    the rewritten instructions are loaded; ResolveError when a name does not resolve."""
     import ctypes
 
     from sigbpf.elf.progtypes import ProgFlags, ProgType
@@ -217,17 +238,35 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
         value = kconfig_value(loader, env)
         buf = ctypes.create_string_buffer(value, len(value))
         initial[loader.kconfig.map_index] = ctypes.addressof(buf)
+    insns = loader.insn_bytes
+    if resolve_own and loader.own_btf is not None:
+        from sigbpf.asm import Instruction
+
+        resolved = resolve_own_calls(loader)
+        resolved.raise_for_error()
+        insns = Instruction.encode(resolved.insns)
+    # The blob map is exclusive to the instructions loaded (their SHA-256, as the kernel
+    # computes it before any rewrite of its own).
+    import hashlib
+
     with create_map(MapType.ARRAY, 4, len(loader.blob), 1, name=LOADER_MAP_NAME,
-                    excl_prog_hash=loader.insns_sha256) as blob_map:
+                    excl_prog_hash=hashlib.sha256(insns).digest()) as blob_map:
         update_elem(blob_map, struct.pack("<I", 0), loader.blob, what="the loader's blob map")
         freeze(blob_map, what="the loader's blob map")
         if loader.protocol is Protocol.V1:
             map_info(blob_map, with_hash=True)
-        req = ProgLoad(prog_type=ProgType.SYSCALL, insns=loader.insn_bytes, license=LOADER_LICENSE,
+        own_fd = None
+        if loader.own_btf is not None:  # the loader's own kfunc calls resolve against it
+            from sigbpf.kernel.btf import load_btf
+
+            own_fd = load_btf(loader.own_btf.raw, what="the loader's own BTF")
+        req = ProgLoad(prog_type=ProgType.SYSCALL, insns=insns, license=LOADER_LICENSE,
                        name=LOADER_PROG_NAME, flags=ProgFlags.SLEEPABLE,
                        fd_array=(blob_map.fileno(),),
                        fd_array_cnt=1 if loader.protocol is Protocol.V2 else 0,
-                       signature=signature, keyring_id=keyring_id or 0)
+                       signature=signature, keyring_id=keyring_id or 0,
+                       prog_btf_fd=own_fd.fileno() if own_fd is not None else None,
+                       func_info=loader.own_btf.func_info if loader.own_btf is not None else b"")
         try:
             prog = load_program(req)
         except KernelError as err:
@@ -237,6 +276,9 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
             if signature is not None:
                 raise SignedLoadRefused(err.message, errno=err.errno, log=err.log) from None
             raise
+        finally:
+            if own_fd is not None:
+                own_fd.close()
         with prog:
             ran = run_program(prog, build_ctx(loader, initial_values=initial, members=members),
                               name=LOADER_PROG_NAME)
@@ -257,4 +299,4 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
 
 
 __all__ = ["AttachView", "attach_view", "LoaderError", "LoaderResult", "SignedLoadRefused",
-           "build_ctx", "member_indexes", "struct_ops_members", "kconfig_value", "load_and_run", "CTX_HEADER_SIZE"]
+           "build_ctx", "member_indexes", "resolve_own_calls", "struct_ops_members", "kconfig_value", "load_and_run", "CTX_HEADER_SIZE"]
