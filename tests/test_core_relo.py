@@ -239,6 +239,41 @@ def test_kernel_cache_answers_an_enum_with_enum64_candidates(kernel, bpf_object,
     assert tuple(xlated[libbpf.insn:libbpf.insn + 2]) == libbpf.patched
 
 
+def test_kinds_the_kernel_does_not_know_are_refused(kernel, bpf_object, corpus_btf, tmp_path):
+    """A relocation kind the kernel's CO-RE does not handle stops the load: the running kernel
+    refuses a kind number it has no name for, and a kernel whose ``enum bpf_core_relo_kind``
+    lacks a kind (TYPE_MATCHES before 6.0) gets the same answer from relocate_all."""
+    from sigbpf.artifact.build import build_artifact
+    from sigbpf.btf import BTF, Kind
+    from sigbpf.btf.core import CoreReloKind, CoreRules, kernel_core_kinds
+
+    artifact = build_artifact(bpf_object("core_kinds"))
+    prog = artifact.program("types")
+    unknown = max(CoreReloKind) + 1
+    bad = dataclasses.replace(prog, core_relos=(dataclasses.replace(prog.core_relos[0], kind=unknown),
+                                                *prog.core_relos[1:]))
+    artifact = dataclasses.replace(artifact, programs=(bad,))
+    vmlinux = BTF.load_vmlinux()
+    assert kernel_core_kinds(vmlinux) is not None
+    first = _ours(artifact, "types", vmlinux, rules=CoreRules.KERNEL)[0]
+    assert first.refused and "unrecognized" in first.reason
+    outcome, _ = _kernel_load(artifact, "types")
+    assert not outcome.loaded and outcome.errno == errno.EINVAL, outcome
+
+    base = BTF.from_file(corpus_btf(f"{KERNEL_612}.btf"), validate=False)
+    enum_id = base.find_by_name_kind("bpf_core_relo_kind", Kind.ENUM)
+    enum = base[enum_id]
+    older = BTF.from_file(_variant([base], tmp_path / "no-type-matches.btf", replace=lambda i, t: (
+        dataclasses.replace(t, values=tuple(v for v in enum.values if v.name != "BPF_CORE_TYPE_MATCHES"))
+        if i == enum_id else t)), validate=False)
+    assert kernel_core_kinds(older) == kernel_core_kinds(base) - {CoreReloKind.TYPE_MATCHES}
+    obj = _object(bpf_object, "core_kinds")
+    now = _ours(obj, "types", base, rules=CoreRules.KERNEL)
+    then = _ours(obj, "types", older, rules=CoreRules.KERNEL)
+    changed = [(a.kind, b.code) for a, b in zip(now, then) if a != b]
+    assert changed and all(c == (CoreReloKind.TYPE_MATCHES, "refused") for c in changed), changed
+
+
 # ----------------------------------------------------------------- libbpf's answers
 
 class _OpenOpts(ctypes.Structure):

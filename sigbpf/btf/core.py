@@ -44,11 +44,11 @@ them in worker processes).
 from __future__ import annotations
 
 import errno as _errno
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from sigbpf.asm.instruction import Instruction
-from sigbpf.btf.core_candidates import Candidate, CandidateFinder, CoreRules
+from sigbpf.btf.core_candidates import Candidate, CandidateFinder, CoreRules, TypeNames
 from sigbpf.btf.core_spec import (
     ENUMVAL_KINDS, FIELD_KINDS, TYPE_KINDS, CoreSpec, SpecError, match_spec, parse_spec,
 )
@@ -63,7 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sigbpf.elf.object import BPFObject
 
 __all__ = ["CoreReloKind", "CoreRules", "CoreRelocation", "CoreOutcome", "CoreRelocationSet",
-           "relocate_all", "core_relocations", "POISON_IMM", "KIND_LABELS"]
+           "relocate_all", "core_relocations", "kernel_core_kinds", "POISON_IMM", "KIND_LABELS"]
 
 #: libbpf's poisoned-instruction immediate: ``call 0xbad2310`` ("bad relo"); the verifier
 #: says ``invalid func unknown#195896080`` when it reaches one.
@@ -176,6 +176,20 @@ class CoreRelocationSet:
         from sigbpf.btf.spec import BTF
 
         return BTF.parse(self.btf, validate=False)
+
+
+def kernel_core_kinds(vmlinux: "BTF", names: TypeNames | None = None) -> frozenset[CoreReloKind] | None:
+    """The relocation kinds this kernel's own CO-RE handles: the ``BPF_CORE_*`` enumerators of
+    the ``enum bpf_core_relo_kind`` in its BTF (kernel-side CO-RE and the enum came together,
+    in 5.17; TYPE_MATCHES in 6.0).  None when the BTF has no such enum: a kernel without
+    kernel-side CO-RE, or a BTF trimmed of it (the caller knows which).  *names* is
+    *vmlinux*'s :class:`~sigbpf.btf.core_candidates.TypeNames`, if one is at hand."""
+    found = (names.named("bpf_core_relo_kind", (Kind.ENUM,)) if names is not None
+             else vmlinux.find_all_by_name_kind("bpf_core_relo_kind", Kind.ENUM))
+    if not found:
+        return None
+    listed = {v.name for v in vmlinux[found[0]].values}
+    return frozenset(k for k in CoreReloKind if f"BPF_CORE_{k.name}" in listed)
 
 
 # ---------------------------------------------------------------- one relocation's values
@@ -396,12 +410,48 @@ def _type_label(btf: "BTF", type_id: int) -> str:
     return f"{btf.kind_of(type_id).name.lower()} {name or '<anon>'}"
 
 
+def _decide(kind: CoreReloKind, spec: CoreSpec,
+            cands: list[Candidate]) -> tuple[_Result, CoreSpec | None]:
+    """``bpf_core_calc_relo_insn``'s candidate loop: every matching candidate must give the
+    same bit offset and the same value (else libbpf's ambiguity errors, raised as
+    :class:`SpecError`); *cands* keeps only the matching ones (when any matched).
+    Returns the result and the target spec used (None: no candidate matched)."""
+    chosen: tuple[_Result, CoreSpec] | None = None
+    kept: list[Candidate] = []
+    for targ_btf, targ_id in cands:
+        matched, targ = match_spec(spec, targ_btf, targ_id)
+        if not matched:
+            continue
+        res = _calc(kind, spec, targ)
+        if chosen is None:
+            chosen = (res, targ)
+        else:
+            first_res, first = chosen
+            both = f"(candidates {first.describe()} and {targ.describe()})"
+            if targ.bit_offset != first.bit_offset:
+                raise SpecError(_errno.EINVAL, f"field offset ambiguity: {targ.bit_offset} != "
+                                               f"{first.bit_offset} {both}")
+            if res.poison != first_res.poison or res.new_val != first_res.new_val:
+                raise SpecError(_errno.EINVAL, (
+                    "relocation decision ambiguity: "
+                    f"{'failure' if res.poison else 'success'} {res.new_val} != "
+                    f"{'failure' if first_res.poison else 'success'} {first_res.new_val} {both}"))
+        kept.append((targ_btf, targ_id))
+    if kept:
+        cands[:] = kept  # libbpf's shared list keeps only the candidates that matched
+    if chosen is None:
+        return _calc(kind, spec, None), None
+    return chosen
+
+
 class _Relocator:
     """The state one kernel's relocations share: the candidate finder and libbpf's cache."""
 
-    def __init__(self, local_btf: "BTF", finder: CandidateFinder) -> None:
+    def __init__(self, local_btf: "BTF", finder: CandidateFinder,
+                 kernel_kinds: frozenset[CoreReloKind] | None = None) -> None:
         self.local = local_btf
         self.finder = finder
+        self.kernel_kinds = kernel_kinds
         # libbpf's cand_cache: local type id -> candidates still standing (LIBBPF rules)
         self.shared: dict[int, list[Candidate]] = {}
 
@@ -426,6 +476,9 @@ class _Relocator:
             kind = CoreReloKind(relo.kind)
         except ValueError:
             return outcome(reason=f"unrecognized CO-RE relocation kind {int(relo.kind)}")
+        if self.kernel_kinds is not None and kind not in self.kernel_kinds:
+            return outcome(reason=f"this kernel's CO-RE does not know {KIND_LABELS[kind]} (its "
+                                  f"enum bpf_core_relo_kind has no BPF_CORE_{kind.name})")
         if not 0 <= relo.type_id <= local.type_count:
             return outcome(reason=f"local type [{relo.type_id}] does not exist")
         try:
@@ -440,45 +493,23 @@ class _Relocator:
             return outcome(reason=f"<{KIND_LABELS[kind]}> relocation doesn't support anonymous types",
                            member=member)
         cands = self.candidates(relo.type_id)
-        chosen: tuple[_Result, CoreSpec] | None = None
-        kept: list[Candidate] = []
         try:
-            for targ_btf, targ_id in cands:
-                matched, targ = match_spec(spec, targ_btf, targ_id)
-                if not matched:
-                    continue
-                res = _calc(kind, spec, targ)
-                if chosen is None:
-                    chosen = (res, targ)
-                elif targ.bit_offset != chosen[1].bit_offset:
-                    return outcome(member=member, reason=(
-                        f"field offset ambiguity: {targ.bit_offset} != {chosen[1].bit_offset} "
-                        f"(candidates {chosen[1].describe()} and {targ.describe()})"))
-                elif res.poison != chosen[0].poison or res.new_val != chosen[0].new_val:
-                    return outcome(member=member, reason=(
-                        "relocation decision ambiguity: "
-                        f"{'failure' if res.poison else 'success'} {res.new_val} != "
-                        f"{'failure' if chosen[0].poison else 'success'} {chosen[0].new_val} "
-                        f"(candidates {chosen[1].describe()} and {targ.describe()})"))
-                kept.append((targ_btf, targ_id))
-            if kept:
-                cands[:] = kept  # libbpf keeps only the candidates that matched (shared list)
-            if chosen is None:
-                res = _calc(kind, spec, None)
+            res, targ = _decide(kind, spec, cands)
         except SpecError as err:
             return outcome(member=member, reason=err.message)
-        if chosen is None:
-            why = (f"{label} is not in the kernel" if not cands
-                   else f"no {label} in the kernel has {member.lstrip('.:') or 'it'}"
-                   if kind in FIELD_KINDS or kind in ENUMVAL_KINDS
-                   else f"no {label} in the kernel is compatible")
-            return self._finish(res, relo, outcome, member, "", why)
-        res, targ = chosen
-        return self._finish(res, relo, outcome, member, targ.describe(), "")
+        if targ is not None:
+            return self._finish(res, relo, outcome, member, targ.describe(), "")
+        if not cands:
+            why = f"{label} is not in the kernel"
+        elif kind in FIELD_KINDS or kind in ENUMVAL_KINDS:
+            why = f"no {label} in the kernel has {member.lstrip('.:') or 'it'}"
+        else:
+            why = f"no {label} in the kernel is compatible"
+        return self._finish(res, relo, outcome, member, "", why)
 
     @staticmethod
-    def _finish(res: _Result, relo: CoreRelocation, outcome, member: str, target: str,
-                why: str) -> CoreOutcome:
+    def _finish(res: _Result, relo: CoreRelocation, outcome: Callable[..., CoreOutcome],
+                member: str, target: str, why: str) -> CoreOutcome:
         """Apply libbpf's instruction checks (when the instruction is known) and build the outcome."""
         patched: tuple[Instruction, ...] = ()
         poison_reason = ""
@@ -502,10 +533,14 @@ def relocate_all(local_btf: "BTF", relos: Sequence[CoreRelocation], target: "BTF
     the order the loader applies them (for ``LIBBPF`` rules that order
     matters: :func:`core_relocations` gives ``.BTF.ext`` order).  Modules are
     searched only for local types vmlinux has no candidate for, as libbpf and
-    the kernel do.  One outcome per relocation, in order; nothing raises for a
-    relocation that fails -- its outcome says so.
+    the kernel do.  With ``KERNEL`` rules, a kind the kernel's own CO-RE does not
+    know (:func:`kernel_core_kinds`: TYPE_MATCHES before 6.0) is refused.  One
+    outcome per relocation, in order; nothing raises for a relocation that
+    fails -- its outcome says so.
     """
-    relocator = _Relocator(local_btf, CandidateFinder(target, modules, rules))
+    finder = CandidateFinder(target, modules, rules)
+    kinds = kernel_core_kinds(target, finder.type_names(target)) if rules is CoreRules.KERNEL else None
+    relocator = _Relocator(local_btf, finder, kinds)
     return [relocator.relocate(relo) for relo in relos]
 
 
