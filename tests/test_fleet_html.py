@@ -227,37 +227,34 @@ def write_page(tmp_path: Path, report: FleetReport, name: str = "report.html") -
     return page
 
 
-def expected_class(kernel: KernelResult, check: Check) -> str:
-    if kernel.error is not None:
+def expected_class(kernel: dict, check_key: str) -> str:
+    """The class a kernel's cell must have, from the report's JSON."""
+    if kernel["error"] is not None:
         return "v-unreadable"
-    cell = next((c for c in kernel.cells if c.check == check.key), None)
-    return "v-none" if cell is None else f"v-{cell.verdict.label}"
+    verdict = next((c["verdict"] for c in kernel["cells"] if c["check"] == check_key), None)
+    return "v-none" if verdict is None else f"v-{verdict}"
 
 
-def assert_kernel_rows_match(dom: Dom, report: FleetReport, shown: set[int], columns: list[int]) -> None:
-    """Each shown kernel drawn once, with one cell per shown column, coloured by its JSON verdict."""
-    data = report.as_json()
+def assert_kernel_rows_match(dom: Dom, data: dict, shown: set[int], columns: list[int]) -> None:
+    """Each shown kernel of the JSON drawn once, one cell per shown column, coloured by its verdict."""
     rows = dom.kernel_rows()
     assert sorted(int(r["attrs"]["data-k"]) for r in rows) == sorted(shown)
     assert dom.columns == columns
+    glyph = {f"v-{v.label}": GLYPHS[v] for v in Verdict} | {"v-none": "-"}
     for row in rows:
-        k = int(row["attrs"]["data-k"])
-        kernel = report.kernels[k]
-        assert row["head"] == kernel.name == data["kernels"][k]["name"]
+        kernel = data["kernels"][int(row["attrs"]["data-k"])]
+        assert row["head"] == kernel["name"]
         assert [c["c"] for c in row["cells"]] == columns
-        json_verdicts = {c["check"]: c["verdict"] for c in data["kernels"][k]["cells"]}
         for cell in row["cells"]:
-            check = report.checks[cell["c"]]
-            want = expected_class(kernel, check)
-            assert want in cell["classes"], (kernel.name, check.key, cell)
-            if kernel.error is None:
-                assert want == "v-" + json_verdicts[check.key]
-            assert cell["text"] == (GLYPHS[Verdict[want[2:].upper()]] if want != "v-none" else "-")
+            want = expected_class(kernel, data["checks"][cell["c"]]["key"])
+            assert want in cell["classes"], (kernel["name"], data["checks"][cell["c"]]["key"], cell)
+            assert cell["text"] == glyph[want]
 
 
-def kind_order(report: FleetReport) -> list[int]:
-    index = {c.key: i for i, c in enumerate(report.checks)}
-    return [index[c.key] for c in ordered_checks(report)]
+def kind_order(data: dict) -> list[int]:
+    """The JSON's check indices in the matrix's column order: by kind, then as listed."""
+    kinds = [k.label for k in CheckKind]
+    return sorted(range(len(data["checks"])), key=lambda i: (kinds.index(data["checks"][i]["kind"]), i))
 
 
 def test_page_is_self_contained_and_embeds_the_json(tmp_path: Path):
@@ -273,7 +270,8 @@ def test_matrix_every_cell_against_the_json(chromium, tmp_path: Path):
     report = small_report()
     page = write_page(tmp_path, report)
     dom = Dom(chromium.dom(page, "expand=all"))
-    assert_kernel_rows_match(dom, report, set(range(len(report.kernels))), kind_order(report))
+    data = report.as_json()
+    assert_kernel_rows_match(dom, data, set(range(len(report.kernels))), kind_order(data))
     assert dom.kinds == [(k.label, sum(c.kind == k for c in report.checks)) for k in CheckKind]
     assert dom.by_id["shown"] == "showing 6 of 6 kernels in 5 rows, 10 of 10 checks"
     assert "some kernels could not be read (exit 2)" in dom.by_id["exit"]
@@ -293,8 +291,9 @@ def test_identical_rows_are_grouped_and_collapsed(chromium, tmp_path: Path):
     assert drawn == python_groups  # same groups, same order as the text matrix
     (group,) = dom.group_rows()
     assert group["head"].startswith("▸2 kernels") and "6.1.0-9-amd64, 6.1.0-10-amd64" in group["head"]
+    data = report.as_json()
     assert [c["classes"][1] for c in group["cells"]] == [
-        expected_class(report.kernels[1], report.checks[c]) for c in kind_order(report)]
+        expected_class(data["kernels"][1], data["checks"][c]["key"]) for c in kind_order(data)]
     assert not dom.kernel_rows() or all("member" not in r["classes"] for r in dom.kernel_rows())
 
 
@@ -310,9 +309,9 @@ def test_filters_from_the_fragment(chromium, tmp_path: Path, fragment, kernels, 
     report = small_report()
     dom = Dom(chromium.dom(write_page(tmp_path, report), fragment + "&expand=all"))
     shown = {i for i, k in enumerate(report.kernels) if kernels(k)}
-    columns = [i for i in kind_order(report) if kinds is None or report.checks[i].kind in kinds]
+    columns = [i for i in kind_order(report.as_json()) if kinds is None or report.checks[i].kind in kinds]
     assert 0 < len(shown) < len(report.kernels) or kinds
-    assert_kernel_rows_match(dom, report, shown, columns)
+    assert_kernel_rows_match(dom, report.as_json(), shown, columns)
     assert dom.by_id["shown"].startswith(f"showing {len(shown)} of 6 kernels")
 
 
@@ -354,7 +353,8 @@ def test_thousand_kernels_grouped_then_expanded(chromium, tmp_path: Path):
     assert len(dom.group_rows()) == 5 and not dom.kernel_rows()
     assert sorted(len(r["attrs"]["data-kernels"].split()) for r in dom.group_rows()) == [4, 196, 200, 200, 400]
     dom = Dom(chromium.dom(page, "expand=all"))
-    assert_kernel_rows_match(dom, report, set(range(1000)), kind_order(report))
+    data = report.as_json()
+    assert_kernel_rows_match(dom, data, set(range(1000)), kind_order(data))
     assert sum(len(r["cells"]) for r in dom.kernel_rows()) == 1000 * 50
 
 
@@ -363,7 +363,7 @@ def test_screenshot(chromium, tmp_path: Path):
     report = small_report()
     page = write_page(tmp_path, report)
     png = tmp_path / "report.png"
-    chromium.screenshot(page, png, f"cell=1:{kind_order(report)[1]}")
+    chromium.screenshot(page, png, f"cell=1:{kind_order(report.as_json())[1]}")
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
@@ -441,3 +441,38 @@ def test_large_group_pages_its_rows(chromium, tmp_path: Path):
         assert page.evaluate("document.querySelectorAll('tr.more').length") == 0
     finally:
         page.close()
+
+
+def embedded_json(page: Path) -> dict:
+    m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page.read_text(), re.S)
+    assert m
+    return json.loads(m.group(1))
+
+
+def test_through_the_cli(chromium, cli, bpf_object, corpus_btf, kernel, tmp_path: Path):
+    """``sigbpf check OBJ 6.1 6.12 running junk --html FILE``: the page draws what ``--json`` says."""
+    junk = tmp_path / "junk.btf"
+    junk.write_bytes(b"this is not BTF")
+    args = [bpf_object("kfunc_task"), corpus_btf("6.1.0-56-amd64.btf"),
+            corpus_btf("6.12.95+deb12-amd64.btf"), "running", junk, "--no-cache"]
+    page = tmp_path / "fleet.html"
+    proc = cli("check", *args, "--html", page)
+    assert proc.returncode == 2, proc.stderr  # one kernel could not be read
+    assert "Traceback" not in proc.stderr
+    as_json = cli("check", *args, "--json")
+    assert as_json.returncode == 2
+    data = json.loads(as_json.stdout)
+    assert embedded_json(page) == data
+    # known answers (tests/test_check_cli.py): 6.1 lacks bpf_task_from_pid, the junk is unreadable
+    verdicts = {Path(k["source"]).name: k["verdict"] for k in data["kernels"]}  # running: "vmlinux"
+    assert verdicts["6.1.0-56-amd64.btf"] == "fail" and verdicts["junk.btf"] == "unreadable"
+    assert verdicts["vmlinux"] in ("ok", "warn") and verdicts["6.12.95+deb12-amd64.btf"] in ("ok", "warn")
+    assert re.search(r"^X 1 kernel refuses:\n    6\.1\.0-56-amd64$", proc.stdout, re.M)
+
+    dom = Dom(chromium.dom(page, "expand=all"))
+    assert_kernel_rows_match(dom, data, set(range(len(data["kernels"]))), kind_order(data))
+    assert len(dom.kernel_rows()) == 4 and len(dom.columns) == len(data["checks"]) >= 3
+    failing = {i for i, k in enumerate(data["kernels"]) if not k["accepts"]}
+    assert_kernel_rows_match(Dom(chromium.dom(page, "failing&expand=all")), data, failing, kind_order(data))
+    chromium.screenshot(page, tmp_path / "fleet.png")
+    assert (tmp_path / "fleet.png").read_bytes()[:4] == b"\x89PNG"

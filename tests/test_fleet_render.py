@@ -179,6 +179,21 @@ def test_color_only_when_asked():
     assert ANSI.sub("", colored) == plain
 
 
+def test_milder_findings_and_a_long_artifact_name():
+    check = Check(CheckKind.KFUNC, "bpf_rcu_read_lock")
+    warn = Cell(check.key, Verdict.WARN, "drift", "arg 1 differs", 7, also=("shadowed",))
+    plain = Cell(check.key, Verdict.WARN, "drift", "arg 1 differs", 7)
+    name = "/a/very/long/path/to/the/artifact/that/does/not/fit/on/one/line/with/its/counts.sbpf"
+    report = FleetReport(name, (check,), (KernelResult("6.12", "a", cells=(warn,)),
+                                          KernelResult("6.13", "b", cells=(plain,))))
+    out = text(report, width=80)
+    assert out.splitlines()[:2] == [name + ":", "  2 kernels x 1 check: 2 accept (2 with warnings), 0 refuse"]
+    # the same verdict row, but not the same reasons: one matrix row, two reason blocks
+    assert matrix_rows(out)["6.12"] == (2, "!")
+    assert "! kfunc:bpf_rcu_read_lock  drift (also shadowed): arg 1 differs" in out
+    assert "! kfunc:bpf_rcu_read_lock  drift: arg 1 differs" in out
+
+
 def test_missing_cell_and_empty_reports():
     checks = (Check(CheckKind.KFUNC, "a"), Check(CheckKind.KFUNC, "b"))
     partial = FleetReport("x.o", checks, (KernelResult("6.1", "k", cells=(

@@ -17,7 +17,7 @@ from sigbpf.fleet.model import Cell, Check, CheckKind, FleetReport, KernelResult
 
 __all__ = ["GLYPHS", "NO_ANSWER", "KIND_SHORT", "VERDICT_MEANING", "KernelGroup", "ReasonGroup",
            "FleetSummary", "ordered_checks", "verdict_row", "version_key", "kernel_order",
-           "group_kernels", "group_reasons", "summarize"]
+           "group_kernels", "group_reasons", "reason", "summarize"]
 
 # One character per verdict, the same on a terminal and in the HTML page.
 GLYPHS: dict[Verdict, str] = {
@@ -119,12 +119,18 @@ def group_reasons(report: FleetReport) -> list[ReasonGroup]:
                                  key=lambda c: (order.get(c.check, len(order)), c.check)))
             if not cells:
                 continue
-            key = tuple((c.check, c.verdict, c.code, c.detail) for c in cells)
+            key = tuple((c.check, c.verdict, c.code, c.also, c.detail) for c in cells)
         groups.setdefault(key, ([], cells, kernel.error))[0].append(kernel)
     out = [ReasonGroup(max(k.verdict for k in members), _by_name(members), cells, error)
            for members, cells, error in groups.values()]
     out.sort(key=lambda g: (-int(g.verdict), -len(g.kernels), version_key(g.kernels[0].name)))
     return out
+
+
+def reason(cell: Cell) -> str:
+    """What a person reads for a cell: ``drift (also shadowed): <detail>``."""
+    also = f" (also {', '.join(cell.also)})" if cell.also else ""
+    return cell.code + also + (f": {cell.detail}" if cell.detail else "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from typing import Sequence, TextIO
 
 from sigbpf.fleet.grouping import (GLYPHS, KIND_SHORT, NO_ANSWER, VERDICT_MEANING, KernelGroup,
                                    ReasonGroup, group_kernels, group_reasons, ordered_checks,
-                                   summarize)
+                                   reason, summarize)
 from sigbpf.fleet.model import Check, CheckKind, FleetReport, KernelResult, Verdict
 
 __all__ = ["render_text"]
@@ -235,7 +235,7 @@ def _reasons(group: ReasonGroup, paint: _Painter, width: int) -> list[str]:
     key_w = min(max(len(c.check) for c in group.cells), 36)
     for cell in group.cells:
         first = f"      {paint.glyph(cell.verdict)} {cell.check.ljust(key_w)}  "
-        text = cell.code + (f": {cell.detail}" if cell.detail else "")
+        text = reason(cell)
         visible = 6 + 2 + max(len(cell.check), key_w) + 2
         if visible > width - 20:  # a very long check key: the reason goes on the next line
             lines.append(first.rstrip())
@@ -257,11 +257,12 @@ def render_text(report: FleetReport, out: TextIO, *, color: bool, width: int | N
     paint = _Painter(color)
     checks = ordered_checks(report)
     groups = group_kernels(report)
-    summary = textwrap.wrap(f"{report.artifact}: {summarize(report).sentence()}", width=width,
-                            subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
-    if summary[0].startswith(report.artifact + ":"):  # the artifact's name in bold
-        summary[0] = paint.bold(report.artifact) + summary[0][len(report.artifact):]
-    lines = summary
+    sentence = summarize(report).sentence()
+    if len(report.artifact) + 2 + len(sentence) <= width:
+        lines = [f"{paint.bold(report.artifact)}: {sentence}"]
+    else:  # the artifact on its own line, the counts below
+        lines = [paint.bold(report.artifact) + ":"] + textwrap.wrap(
+            sentence, width=width, initial_indent="  ", subsequent_indent="  ")
     if not report.kernels:
         out.write("\n".join(lines) + "\n")
         return
