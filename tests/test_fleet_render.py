@@ -194,6 +194,20 @@ def test_milder_findings_and_a_long_artifact_name():
     assert "! kfunc:bpf_rcu_read_lock  drift: arg 1 differs" in out
 
 
+def test_files_refused_for_one_reason_are_one_block():
+    """A directory of files that are not BTF: the errors differ only by each file's own path."""
+    check = Check(CheckKind.KFUNC, "bpf_task_acquire")
+    bad = [KernelResult(f"d/k{i}.btf", f"d/k{i}.btf", error=f"d/k{i}.btf: offset 0x0: not BTF")
+           for i in range(12)]
+    odd = KernelResult("6.1.0-9", "d/x.deb", error="d/x.deb: truncated")  # named by version: kept whole
+    out = text(FleetReport("p.o", (check,), (*bad, odd)), width=80)
+    reasons = out.split("reasons:\n")[1]
+    assert reasons.count("could not be read:") == 2
+    assert re.search(r"^\? 12 kernels could not be read:\n    d/k0\.btf, d/k1\.btf, d/k2\.btf", reasons, re.M)
+    assert re.search(r"^      offset 0x0: not BTF$", reasons, re.M)
+    assert re.search(r"^      d/x\.deb: truncated$", reasons, re.M)
+
+
 def test_missing_cell_and_empty_reports():
     checks = (Check(CheckKind.KFUNC, "a"), Check(CheckKind.KFUNC, "b"))
     partial = FleetReport("x.o", checks, (KernelResult("6.1", "k", cells=(

@@ -97,7 +97,8 @@ class ReasonGroup:
 
     ``cells`` are the non-OK cells in check order (their ``value`` is the
     first kernel's: values such as BTF ids differ between kernels without
-    changing the reason); ``error`` is set when the kernels could not be read.
+    changing the reason); ``error`` is set when the kernels could not be read
+    (without the kernel's own path when the kernel is named by it).
     """
 
     verdict: Verdict
@@ -106,13 +107,25 @@ class ReasonGroup:
     error: str | None = None
 
 
+def _own_path_dropped(kernel: KernelResult) -> str:
+    """The kernel's error without its own path (listed above it), so that a directory of files
+    refused for one reason is one block: ``k7.btf: offset 0x0: not BTF`` -> ``offset 0x0: not BTF``."""
+    error = kernel.error or ""
+    if kernel.name != kernel.source or not kernel.source:
+        return error
+    if error.startswith(kernel.source + ": "):
+        return error[len(kernel.source) + 2:]
+    return error.replace(kernel.source, "<this kernel>")
+
+
 def group_reasons(report: FleetReport) -> list[ReasonGroup]:
     """Every kernel that is not OK everywhere, grouped by identical reasons, worst first."""
     order = {c.key: i for i, c in enumerate(ordered_checks(report))}
     groups: dict[tuple[object, ...], tuple[list[KernelResult], tuple[Cell, ...], str | None]] = {}
     for kernel in report.kernels:
         if kernel.error is not None:
-            key: tuple[object, ...] = ("error", kernel.error)
+            error: str | None = _own_path_dropped(kernel)
+            key: tuple[object, ...] = ("error", error)
             cells: tuple[Cell, ...] = ()
         else:
             cells = tuple(sorted((c for c in kernel.cells if c.verdict != Verdict.OK),
@@ -120,7 +133,8 @@ def group_reasons(report: FleetReport) -> list[ReasonGroup]:
             if not cells:
                 continue
             key = tuple((c.check, c.verdict, c.code, c.also, c.detail) for c in cells)
-        groups.setdefault(key, ([], cells, kernel.error))[0].append(kernel)
+            error = None
+        groups.setdefault(key, ([], cells, error))[0].append(kernel)
     out = [ReasonGroup(max(k.verdict for k in members), _by_name(members), cells, error)
            for members, cells, error in groups.values()]
     out.sort(key=lambda g: (-int(g.verdict), -len(g.kernels), version_key(g.kernels[0].name)))
