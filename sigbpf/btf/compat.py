@@ -51,7 +51,6 @@ Example (what ``sigbpf resolve`` does for each kfunc)::
 from __future__ import annotations
 
 import errno as _errno
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +75,6 @@ _KIND_WORDS = {
     Kind.FUNC_PROTO: "function prototype", Kind.FLOAT: "float", Kind.VAR: "variable",
     Kind.DATASEC: "data section",
 }
-_FLAVOR = re.compile(r"___.*$")
 
 
 # ---- libbpf's rule --------------------------------------------------------------
@@ -234,7 +232,9 @@ def _describe(btf: Any, type_id: int) -> str:
 
 
 def _essential(name: str) -> str:
-    return _FLAVOR.sub("", name)
+    from sigbpf.btf.core_types import essential_name  # libbpf's rule, kept once there
+
+    return essential_name(name)
 
 
 class _Walker:

@@ -43,18 +43,16 @@ them in worker processes).
 
 from __future__ import annotations
 
-import errno as _errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from sigbpf.asm.instruction import Instruction
+from sigbpf.asm.opcodes import LD_IMM64_CODE
 from sigbpf.btf.core_candidates import Candidate, CandidateFinder, CoreRules, TypeNames
-from sigbpf.btf.core_spec import (
-    ENUMVAL_KINDS, FIELD_KINDS, TYPE_KINDS, CoreSpec, SpecError, match_spec, parse_spec,
-)
-from sigbpf.btf.core_types import skip_mods_and_typedefs
-from sigbpf.btf.kinds import IntEncoding, Kind
-from sigbpf.btf.layout import resolve_size
+from sigbpf.btf.core_calc import RelocResult, decide
+from sigbpf.btf.core_patch import POISON_IMM, patch_insn
+from sigbpf.btf.core_spec import ENUMVAL_KINDS, FIELD_KINDS, SpecError, parse_spec
+from sigbpf.btf.kinds import Kind
 from sigbpf.elf.btf_ext import CoreReloKind
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,10 +62,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CoreReloKind", "CoreRules", "CoreRelocation", "CoreOutcome", "CoreRelocationSet",
            "relocate_all", "core_relocations", "kernel_core_kinds", "POISON_IMM", "KIND_LABELS"]
-
-#: libbpf's poisoned-instruction immediate: ``call 0xbad2310`` ("bad relo"); the verifier
-#: says ``invalid func unknown#195896080`` when it reaches one.
-POISON_IMM = 0xBAD2310
 
 #: libbpf's ``core_relo_kind_str``.
 KIND_LABELS = {
@@ -79,14 +73,6 @@ KIND_LABELS = {
     CoreReloKind.TYPE_SIZE: "type_size", CoreReloKind.ENUMVAL_EXISTS: "enumval_exists",
     CoreReloKind.ENUMVAL_VALUE: "enumval_value",
 }
-
-_U32 = 0xFFFFFFFF
-_U64 = (1 << 64) - 1
-_SHRT_MAX = 0x7FFF
-_CALL = 0x85  # BPF_JMP | BPF_CALL
-_LD_IMM64 = 0x18  # BPF_LD | BPF_IMM | BPF_DW
-_SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}  # BPF_SIZE(code) -> bytes
-_BYTES_SIZE = {v: k for k, v in _SIZE_BYTES.items()}
 
 
 # ---------------------------------------------------------------- inputs and results
@@ -192,213 +178,6 @@ def kernel_core_kinds(vmlinux: "BTF", names: TypeNames | None = None) -> frozens
     return frozenset(k for k in CoreReloKind if f"BPF_CORE_{k.name}" in listed)
 
 
-# ---------------------------------------------------------------- one relocation's values
-
-class _Poison(Exception):
-    """libbpf's ``-EUCLEAN``: the instruction is to be poisoned."""
-
-
-@dataclass(slots=True)
-class _Result:
-    """libbpf's ``struct bpf_core_relo_res``."""
-
-    orig_val: int = 0
-    new_val: int = 0
-    poison: bool = False
-    validate: bool = True
-    fail_memsz_adjust: bool = False
-    orig_sz: int = 0
-    new_sz: int = 0
-    orig_type_id: int = 0
-    new_type_id: int = 0
-
-
-def _size(btf: "BTF", type_id: int) -> int:
-    size = resolve_size(btf, type_id)
-    if size is None:
-        raise SpecError(_errno.EINVAL, f"cannot resolve the size of [{type_id}]")
-    return size
-
-
-def _element_size(btf: "BTF", type_id: int) -> int:
-    """Size of the innermost element of (nested) arrays, or of the type itself."""
-    tid = skip_mods_and_typedefs(btf, type_id)
-    while tid is not None and btf.kind_of(tid) is Kind.ARRAY:
-        tid = skip_mods_and_typedefs(btf, btf[tid].type)
-    if tid is None:
-        raise SpecError(_errno.EINVAL, f"[{type_id}] does not resolve")
-    return _size(btf, tid)
-
-
-def _field_value(kind: CoreReloKind, spec: CoreSpec | None) -> tuple[int, int, int, bool]:
-    """``bpf_core_calc_field_relo``: (value, load size, field type id, validate)."""
-    if kind is CoreReloKind.FIELD_EXISTS:
-        return (1 if spec is not None else 0), 0, 0, True
-    if spec is None:
-        raise _Poison()
-    btf = spec.btf
-    acc = spec.accessors[-1]
-    if acc.name is None:  # a[n]
-        if kind is CoreReloKind.FIELD_BYTE_OFFSET:
-            return spec.bit_offset // 8, _element_size(btf, acc.type_id), acc.type_id, True
-        if kind is CoreReloKind.FIELD_BYTE_SIZE:
-            return _size(btf, acc.type_id), 0, 0, True
-        raise SpecError(_errno.EINVAL, f"relo {int(kind)} can't be applied to array access")
-    member = btf[acc.type_id].members[acc.idx]
-    field_id = skip_mods_and_typedefs(btf, member.type)
-    if field_id is None:
-        raise SpecError(_errno.EINVAL, f"member {member.name!r} does not resolve")
-    mt = btf[field_id]
-    bit_off = spec.bit_offset
-    bit_sz = member.bitfield_size
-    bitfield = bit_sz > 0
-    if bitfield:
-        byte_sz = getattr(mt, "size", 0)
-        if not byte_sz:
-            raise SpecError(_errno.EINVAL, f"bitfield {member.name!r} has no sized type")
-        byte_off = bit_off // 8 // byte_sz * byte_sz
-        # the smallest load that holds the whole bitfield
-        while bit_off + bit_sz - byte_off * 8 > byte_sz * 8:
-            if byte_sz >= 8:
-                raise SpecError(_errno.E2BIG, f"relo {int(kind)} can't be satisfied for bitfield")
-            byte_sz *= 2
-            byte_off = bit_off // 8 // byte_sz * byte_sz
-    else:
-        byte_sz = _size(btf, field_id)
-        byte_off = bit_off // 8
-        bit_sz = byte_sz * 8
-    validate = not bitfield  # bitfield values are ambiguous: only sign and rshift are checked
-    if kind is CoreReloKind.FIELD_BYTE_OFFSET:
-        if bitfield:
-            return byte_off, 0, 0, validate
-        return byte_off, _element_size(btf, field_id), field_id, validate
-    if kind is CoreReloKind.FIELD_BYTE_SIZE:
-        return byte_sz, 0, 0, validate
-    if kind is CoreReloKind.FIELD_SIGNED:
-        signed = ((mt.kind in (Kind.ENUM, Kind.ENUM64) and mt.signed)
-                  or (mt.kind is Kind.INT and bool(mt.encoding & IntEncoding.SIGNED)))
-        return int(signed), 0, 0, True
-    if kind is CoreReloKind.FIELD_LSHIFT_U64:  # little-endian
-        return (64 - (bit_off + bit_sz - byte_off * 8)) & _U32, 0, 0, validate
-    if kind is CoreReloKind.FIELD_RSHIFT_U64:
-        return (64 - bit_sz) & _U32, 0, 0, True
-    raise SpecError(_errno.EOPNOTSUPP, f"unrecognized CO-RE relocation {int(kind)}")
-
-
-def _type_value(kind: CoreReloKind, spec: CoreSpec | None) -> tuple[int, bool]:
-    """``bpf_core_calc_type_relo``: (value, validate); 0 when the type is not found."""
-    if spec is None:
-        return 0, True
-    if kind is CoreReloKind.TYPE_ID_TARGET:
-        return spec.root_type_id, False  # ids change when objects are linked: not checked
-    if kind in (CoreReloKind.TYPE_EXISTS, CoreReloKind.TYPE_MATCHES):
-        return 1, True
-    if kind is CoreReloKind.TYPE_SIZE:
-        return _size(spec.btf, spec.root_type_id), True
-    raise SpecError(_errno.EOPNOTSUPP, f"unrecognized CO-RE relocation {int(kind)}")
-
-
-def _enumval_value(kind: CoreReloKind, spec: CoreSpec | None) -> int:
-    """``bpf_core_calc_enumval_relo``; an ENUM value is libbpf's s32 widened to u64."""
-    if kind is CoreReloKind.ENUMVAL_EXISTS:
-        return 1 if spec is not None else 0
-    if spec is None:
-        raise _Poison()
-    acc = spec.accessors[0]
-    t = spec.btf[acc.type_id]
-    value = t.values[acc.idx].value
-    if t.kind is Kind.ENUM:
-        value &= _U32
-        if value & 0x80000000:
-            value -= 1 << 32
-    return value & _U64
-
-
-def _calc(kind: CoreReloKind, local: CoreSpec, targ: CoreSpec | None) -> _Result:
-    """``bpf_core_calc_relo``: original and new values; poison instead of ``-EUCLEAN``."""
-    res = _Result()
-    try:
-        if kind in FIELD_KINDS:
-            res.orig_val, res.orig_sz, res.orig_type_id, res.validate = _field_value(kind, local)
-            res.new_val, res.new_sz, res.new_type_id, _ = _field_value(kind, targ)
-            if res.orig_sz != res.new_sz:
-                assert targ is not None
-                orig_t = local.btf[res.orig_type_id]
-                new_t = targ.btf[res.new_type_id]
-                # a smaller load is safe for pointers and unsigned ints (zero-extension)
-                safe = ((orig_t.kind is Kind.PTR and new_t.kind is Kind.PTR)
-                        or (orig_t.kind is Kind.INT and new_t.kind is Kind.INT
-                            and orig_t.encoding != IntEncoding.SIGNED
-                            and new_t.encoding != IntEncoding.SIGNED))
-                res.fail_memsz_adjust = not safe
-        elif kind in TYPE_KINDS:
-            res.orig_val, res.validate = _type_value(kind, local)
-            res.new_val, _ = _type_value(kind, targ)
-        else:
-            res.orig_val = _enumval_value(kind, local)
-            res.new_val = _enumval_value(kind, targ)
-    except _Poison:
-        res.poison = True
-    return res
-
-
-# ---------------------------------------------------------------- the instruction
-
-def _poisoned_insns(insns: tuple[Instruction, ...]) -> tuple[Instruction, ...]:
-    """``bpf_core_poison_insn``: ``call 0xbad2310``, on both slots of an ld_imm64."""
-    bad = Instruction(_CALL, 0, 0, 0, POISON_IMM)
-    if insns and insns[0].code == _LD_IMM64:
-        return (bad, bad)
-    return (bad,)
-
-
-def _s32(value: int) -> int:
-    value &= _U32
-    return value - (1 << 32) if value & 0x80000000 else value
-
-
-def _patch(res: _Result, insns: tuple[Instruction, ...]) -> tuple[tuple[Instruction, ...], str | None, str]:
-    """``bpf_core_patch_insn``: (instructions after, refusal or None, poison reason or "")."""
-    if res.poison:
-        return _poisoned_insns(insns), None, ""
-    insn = insns[0]
-    cls = insn.code & 0x07
-    orig, new = res.orig_val, res.new_val
-    if cls in (0x04, 0x07):  # ALU, ALU64
-        if insn.code & 0x08:
-            return insns, "ALU instruction does not take an immediate operand", ""
-        if res.validate and (insn.imm & _U64) != orig:
-            return insns, f"unexpected insn value: got {insn.imm}, exp {orig} -> {new}", ""
-        return (insn.replace(imm=_s32(new)),), None, ""
-    if cls in (0x01, 0x02, 0x03):  # LDX, ST, STX
-        if res.validate and (insn.off & _U64) != orig:
-            return insns, f"unexpected insn value: got {insn.off}, exp {orig} -> {new}", ""
-        if new > _SHRT_MAX:
-            return insns, f"insn (LDX/ST/STX) value too big: {new}", ""
-        if res.fail_memsz_adjust:
-            return (_poisoned_insns(insns), None,
-                    f"load/store of {res.orig_sz} bytes cannot become {res.new_sz} bytes "
-                    "(not a pointer or unsigned int on both sides)")
-        patched = insn.replace(off=new)
-        if res.new_sz != res.orig_sz:
-            size = _SIZE_BYTES[insn.code & 0x18]
-            if size != res.orig_sz:
-                return insns, f"unexpected mem size: got {size}, exp {res.orig_sz}", ""
-            if res.new_sz not in _BYTES_SIZE:
-                return insns, f"invalid new mem size: {res.new_sz}", ""
-            patched = patched.replace(code=(insn.code & ~0x18) | _BYTES_SIZE[res.new_sz])
-        return (patched,), None, ""
-    if cls == 0x00:  # LD
-        if (insn.code != _LD_IMM64 or insn.src or insn.off or len(insns) < 2
-                or insns[1].code or insns[1].dst or insns[1].src or insns[1].off):
-            return insns, "insn (LDIMM64) has unexpected form", ""
-        imm = (insn.imm & _U32) | ((insns[1].imm & _U32) << 32)
-        if res.validate and imm != orig:
-            return insns, f"unexpected insn value: got {imm}, exp {orig} -> {new}", ""
-        return (insn.replace(imm=_s32(new)), insns[1].replace(imm=_s32(new >> 32))), None, ""
-    return insns, f"trying to relocate unrecognized insn, code:{insn.code:#x}", ""
-
-
 # ---------------------------------------------------------------- all relocations
 
 def _type_label(btf: "BTF", type_id: int) -> str:
@@ -408,40 +187,6 @@ def _type_label(btf: "BTF", type_id: int) -> str:
         return "void"
     name = btf.name_of(type_id)
     return f"{btf.kind_of(type_id).name.lower()} {name or '<anon>'}"
-
-
-def _decide(kind: CoreReloKind, spec: CoreSpec,
-            cands: list[Candidate]) -> tuple[_Result, CoreSpec | None]:
-    """``bpf_core_calc_relo_insn``'s candidate loop: every matching candidate must give the
-    same bit offset and the same value (else libbpf's ambiguity errors, raised as
-    :class:`SpecError`); *cands* keeps only the matching ones (when any matched).
-    Returns the result and the target spec used (None: no candidate matched)."""
-    chosen: tuple[_Result, CoreSpec] | None = None
-    kept: list[Candidate] = []
-    for targ_btf, targ_id in cands:
-        matched, targ = match_spec(spec, targ_btf, targ_id)
-        if not matched:
-            continue
-        res = _calc(kind, spec, targ)
-        if chosen is None:
-            chosen = (res, targ)
-        else:
-            first_res, first = chosen
-            both = f"(candidates {first.describe()} and {targ.describe()})"
-            if targ.bit_offset != first.bit_offset:
-                raise SpecError(_errno.EINVAL, f"field offset ambiguity: {targ.bit_offset} != "
-                                               f"{first.bit_offset} {both}")
-            if res.poison != first_res.poison or res.new_val != first_res.new_val:
-                raise SpecError(_errno.EINVAL, (
-                    "relocation decision ambiguity: "
-                    f"{'failure' if res.poison else 'success'} {res.new_val} != "
-                    f"{'failure' if first_res.poison else 'success'} {first_res.new_val} {both}"))
-        kept.append((targ_btf, targ_id))
-    if kept:
-        cands[:] = kept  # libbpf's shared list keeps only the candidates that matched
-    if chosen is None:
-        return _calc(kind, spec, None), None
-    return chosen
 
 
 class _Relocator:
@@ -487,14 +232,14 @@ class _Relocator:
             return outcome(reason=f"parsing {label} + {relo.access} failed: {err.message}")
         member = spec.member_path()
         if kind is CoreReloKind.TYPE_ID_LOCAL:
-            res = _Result(orig_val=relo.type_id, new_val=relo.type_id, validate=False)
+            res = RelocResult(orig_val=relo.type_id, new_val=relo.type_id, validate=False)
             return self._finish(res, relo, outcome, member, "", "")
         if not local.name_of(relo.type_id):
             return outcome(reason=f"<{KIND_LABELS[kind]}> relocation doesn't support anonymous types",
                            member=member)
         cands = self.candidates(relo.type_id)
         try:
-            res, targ = _decide(kind, spec, cands)
+            res, targ = decide(kind, spec, cands)
         except SpecError as err:
             return outcome(member=member, reason=err.message)
         if targ is not None:
@@ -508,13 +253,13 @@ class _Relocator:
         return self._finish(res, relo, outcome, member, "", why)
 
     @staticmethod
-    def _finish(res: _Result, relo: CoreRelocation, outcome: Callable[..., CoreOutcome],
+    def _finish(res: RelocResult, relo: CoreRelocation, outcome: Callable[..., CoreOutcome],
                 member: str, target: str, why: str) -> CoreOutcome:
         """Apply libbpf's instruction checks (when the instruction is known) and build the outcome."""
         patched: tuple[Instruction, ...] = ()
         poison_reason = ""
         if relo.insns:
-            patched, refusal, poison_reason = _patch(res, relo.insns)
+            patched, refusal, poison_reason = patch_insn(res, relo.insns)
             if refusal is not None:
                 return outcome(member=member, target=target, reason=refusal)
         if res.poison or poison_reason:
@@ -549,7 +294,7 @@ def relocate_all(local_btf: "BTF", relos: Sequence[CoreRelocation], target: "BTF
 def _site(insns: Sequence[Instruction], at: int) -> tuple[Instruction, ...]:
     if not 0 <= at < len(insns):
         return ()
-    if insns[at].code == _LD_IMM64:
+    if insns[at].code == LD_IMM64_CODE:
         return tuple(insns[at:at + 2])
     return (insns[at],)
 

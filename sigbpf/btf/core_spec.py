@@ -42,7 +42,7 @@ from sigbpf.elf.btf_ext import CoreReloKind
 if TYPE_CHECKING:  # pragma: no cover
     from sigbpf.btf.spec import BTF
 
-__all__ = ["SpecError", "Accessor", "CoreSpec", "parse_spec", "match_spec", "SPEC_MAX_LEN",
+__all__ = ["SpecError", "Accessor", "CoreSpec", "parse_spec", "match_spec", "type_size", "SPEC_MAX_LEN",
            "FIELD_KINDS", "TYPE_KINDS", "ENUMVAL_KINDS"]
 
 #: libbpf's ``BPF_CORE_SPEC_MAX_LEN``: at most this many raw indices.
@@ -138,7 +138,8 @@ class CoreSpec:
         return out
 
 
-def _size(btf: "BTF", type_id: int) -> int:
+def type_size(btf: "BTF", type_id: int) -> int:
+    """libbpf's ``btf__resolve_size``, raising :class:`SpecError` where it fails."""
     size = resolve_size(btf, type_id)
     if size is None:
         raise _einval(f"cannot resolve the size of [{type_id}]")
@@ -197,7 +198,7 @@ def parse_spec(btf: "BTF", type_id: int, access: str, kind: CoreReloKind) -> Cor
         return spec
     if kind not in FIELD_KINDS:
         raise _einval(f"relocation kind {int(kind)} is not a field, type or enum relocation")
-    spec.bit_offset = (idx * _size(btf, tid) * 8) & _U32
+    spec.bit_offset = (idx * type_size(btf, tid) * 8) & _U32
     for i in range(1, len(raw)):
         tid = skip_mods_and_typedefs(btf, tid)
         if tid is None:
@@ -221,7 +222,7 @@ def parse_spec(btf: "BTF", type_id: int, access: str, kind: CoreReloKind) -> Cor
                               f"{t.nelems} elements")
             tid = elem
             spec.accessors.append(Accessor(tid, idx))
-            spec.bit_offset = (spec.bit_offset + idx * _size(btf, tid) * 8) & _U32
+            spec.bit_offset = (spec.bit_offset + idx * type_size(btf, tid) * 8) & _U32
         else:
             raise _einval(f"access string {access!r}: step {i} reaches [{tid}] of kind "
                           f"{t.kind.name}, not a struct, union or array")
@@ -279,7 +280,7 @@ def match_spec(local: CoreSpec, targ_btf: "BTF", targ_id: int) -> tuple[bool, Co
                                           f"{SPEC_MAX_LEN} steps")
         targ.accessors.append(Accessor(tid, local_acc.idx))
         targ.raw.append(local_acc.idx)
-        targ.bit_offset = (targ.bit_offset + local_acc.idx * _size(targ_btf, tid) * 8) & _U32
+        targ.bit_offset = (targ.bit_offset + local_acc.idx * type_size(targ_btf, tid) * 8) & _U32
     return True, targ
 
 
