@@ -47,13 +47,13 @@ def build(out: Path) -> tuple[Path, dict[str, Path]]:
         raise SystemExit("clang-19 is not installed (scripts/deps.sh installs it)")
     include = out / "include"
     include.mkdir()
-    header = subprocess.run([BPFTOOL, "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"],
-                            check=True, capture_output=True, text=True).stdout
-    (include / "vmlinux.h").write_text(header)
+    from sigbpf.btf import BTF
+    from sigbpf.btf.cdump import dump_c
+
+    (include / "vmlinux.h").write_text(dump_c(BTF.load_vmlinux()))  # bpftool's vmlinux.h, by sigbpf
     obj = out / "core_kinds.o"
-    subprocess.run([CLANG, "-target", "bpf", "-g", "-O2", "-D__TARGET_ARCH_x86", "-I", str(include),
-                    "-I", str(PROGS), "-c", str(PROGS / "core_kinds.c"), "-o", str(obj)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run([CLANG, "-target", "bpf", "-g", "-O2", "-I", str(include), "-I", str(PROGS),
+                    "-c", str(PROGS / "core_kinds.c"), "-o", str(obj)], check=True, capture_output=True)
     targets = {"running": Path("/sys/kernel/btf/vmlinux")}
     for name in KERNELS:
         path = out / f"{name}.btf"
