@@ -29,8 +29,9 @@ CORE_UNREACHED = "insn 12 (r1 = *(u32 *)(r1 + 2024)) fails if reached: field tas
 UNREADABLE_ERROR = "could not read: truncated .deb (data.tar.xz ends at byte 1024 of 4096)"
 
 
-def _cells(**not_ok: tuple[Verdict, str, str]) -> tuple[Cell, ...]:
-    """Every SMALL_CHECKS cell OK except those named (by check key with '_' for ':'...)."""
+def _cells(not_ok: dict[str, tuple[Verdict, str, str]] | None = None) -> tuple[Cell, ...]:
+    """A cell for every SMALL_CHECKS check: OK, except those *not_ok* names (by check key)."""
+    not_ok = not_ok or {}
     out = []
     for i, check in enumerate(SMALL_CHECKS):
         verdict, code, detail = not_ok.get(check.key, (Verdict.OK, "resolves", ""))
@@ -41,14 +42,14 @@ def _cells(**not_ok: tuple[Verdict, str, str]) -> tuple[Cell, ...]:
 def small_report() -> FleetReport:
     kernels = (
         KernelResult("6.1.0-56-amd64", "k/6.1.0-56-amd64.btf", "d1", True, _cells()),
-        KernelResult("6.1.0-9-amd64", "k/6.1.0-9-amd64.btf", "d2", None, _cells(**{
+        KernelResult("6.1.0-9-amd64", "k/6.1.0-9-amd64.btf", "d2", None, _cells({
             "kfunc:bpf_task_acquire": (Verdict.FAIL, "missing", MISSING_ACQUIRE)})),
-        KernelResult("6.1.0-10-amd64", "k/6.1.0-10-amd64.btf", "d3", None, _cells(**{
+        KernelResult("6.1.0-10-amd64", "k/6.1.0-10-amd64.btf", "d3", None, _cells({
             "kfunc:bpf_task_acquire": (Verdict.FAIL, "missing", MISSING_ACQUIRE)})),
-        KernelResult("6.12.95+deb12-amd64", "k/linux-image-6.12.95.deb", "d4", None, _cells(**{
+        KernelResult("6.12.95+deb12-amd64", "k/linux-image-6.12.95.deb", "d4", None, _cells({
             "kfunc:bpf_task_release": (Verdict.WARN, "drift", DRIFT_RELEASE),
             "core:tp/insn 12": (Verdict.WARN, "fails-if-reached", CORE_UNREACHED)})),
-        KernelResult("5.10.0-30-amd64", "k/5.10.0-30-amd64.btf", "d5", None, _cells(**{
+        KernelResult("5.10.0-30-amd64", "k/5.10.0-30-amd64.btf", "d5", None, _cells({
             "program:tp": (Verdict.FAIL, "rejected", "errno 22: calling kernel function is not supported"),
             "attach:tp_btf/sched_switch": (Verdict.FAIL, "missing", "no typedef btf_trace_sched_switch"),
             "ksym:bpf_prog_active": (Verdict.FAIL, "missing", "no VAR bpf_prog_active"),

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from fleet_reports import MISSING_ACQUIRE, UNREADABLE_ERROR, large_report, small_report
-from sigbpf.fleet.grouping import GLYPHS, group_kernels, ordered_checks
+from sigbpf.fleet.grouping import GLYPHS, group_kernels
 from sigbpf.fleet.model import Cell, Check, CheckKind, FleetReport, KernelResult, Verdict
 from sigbpf.fleet.render_html import render_html
 

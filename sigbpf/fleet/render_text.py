@@ -2,19 +2,38 @@
 
 ::
 
-    prog.o: 1000 kernels x 9 checks: 588 accept (120 with warnings), 400 refuse, 12 could not be read
+    prog.o: 6 kernels x 10 checks: 2 accept (1 with warnings), 3 refuse, 1 could not be read
 
-                  kfunc attach core
-                  1234  5      6789
-         400      X...  .      ..!.   6.1.0-10-amd64, 6.1.0-11-amd64, ... (+398)
-          12      ????  ?      ????   bad.deb, ... (+11)
-         588      ....  .      ....   6.12.1-amd64, ... (+586)
+         prog attach  atype
+           kfunc  ptype helper
+                ksym      core
+                    map
+                          1
+         1 23 4 5 6 7 8 9 0
+      1  ? ?? ? ? ? ? ? ? ?   broken.deb
+      2  . X. . . . . . . .   6.1.0-9-amd64, 6.1.0-10-amd64
+      1  X X. X X . X ! X X   5.10.0-30-amd64
+      1  . .! . . . . . . !   6.12.95+deb12-amd64
+      1  . .. . . . . . . .   6.1.0-56-amd64
 
-Kernels whose verdicts agree on every check share one row (the count, then
-their names, collapsed to fit), so a thousand kernels take a handful of
-lines; a matrix wider than the terminal is cut into bands of columns.  The
-reasons follow, once per group of kernels that fail (or warn) for the same
-reasons.  Readable at 80 to 120 columns; ANSI colour only when asked.
+    legend: . ok   ! loads, but differs   X refused   ? could not read
+    checks:
+      program      1 tp
+      kfunc        2 bpf_task_acquire  3 bpf_task_release
+      ...
+    reasons:
+    X 2 kernels refuse:
+        6.1.0-9-amd64, 6.1.0-10-amd64
+          X kfunc:bpf_task_acquire  missing: no FUNC named bpf_task_acquire in this kernel's BTF
+    ...
+
+Kernels whose verdicts agree on every check share one row (how many, then
+their names, collapsed to fit), worst first, so a thousand kernels take a
+handful of lines; each kind's columns stand together under its name, the
+column numbers written downwards, and a matrix wider than the terminal is
+cut into bands of columns.  The reasons follow, once per group of kernels
+that fail (or warn) for the same reasons.  Readable at 80 to 120 columns;
+ANSI colour only when asked.
 """
 
 from __future__ import annotations
@@ -53,6 +72,8 @@ def _default_width() -> int:
 
 
 class _Painter:
+    """Glyphs and words in their verdict's ANSI colour, or plain."""
+
     def __init__(self, color: bool) -> None:
         self.color = color
 
@@ -156,8 +177,8 @@ def _header(band: list[list[tuple[int, Check]]], digits: int, pad: str) -> list[
     return lines
 
 
-def _matrix(report: FleetReport, groups: list[KernelGroup], checks: tuple[Check, ...],
-            paint: _Painter, width: int) -> list[str]:
+def _matrix(groups: list[KernelGroup], checks: tuple[Check, ...], paint: _Painter,
+            width: int) -> list[str]:
     count_w = max((len(str(len(g.kernels))) for g in groups), default=1)
     pad = " " * (2 + count_w + 2)
     room = max(width - len(pad) - 3 - _MIN_NAMES, 8)
@@ -267,7 +288,7 @@ def render_text(report: FleetReport, out: TextIO, *, color: bool, width: int | N
         out.write("\n".join(lines) + "\n")
         return
     lines.append("")
-    lines += _matrix(report, groups, checks, paint, width)
+    lines += _matrix(groups, checks, paint, width)
     lines.append("")
     lines += _legend(paint, any(v is None for g in groups for v in g.verdicts), width)
     if checks:
