@@ -164,8 +164,7 @@ def calc_relo(kind: CoreReloKind, local: CoreSpec, targ: CoreSpec | None) -> Rel
         if kind in FIELD_KINDS:
             res.orig_val, res.orig_sz, res.orig_type_id, res.validate = _field_value(kind, local)
             res.new_val, res.new_sz, res.new_type_id, _ = _field_value(kind, targ)
-            if res.orig_sz != res.new_sz:
-                assert targ is not None
+            if targ is not None and res.orig_sz != res.new_sz:
                 orig_t = local.btf[res.orig_type_id]
                 new_t = targ.btf[res.new_type_id]
                 # a smaller load is safe for pointers and unsigned ints (zero-extension)
@@ -186,13 +185,13 @@ def calc_relo(kind: CoreReloKind, local: CoreSpec, targ: CoreSpec | None) -> Rel
 
 
 def decide(kind: CoreReloKind, spec: CoreSpec,
-            cands: list[Candidate]) -> tuple[RelocResult, CoreSpec | None]:
+           cands: list["Candidate"]) -> tuple[RelocResult, CoreSpec | None]:
     """``bpf_core_calc_relo_insn``'s candidate loop: every matching candidate must give the
     same bit offset and the same value (else libbpf's ambiguity errors, raised as
     :class:`SpecError`); *cands* keeps only the matching ones (when any matched).
     Returns the result and the target spec used (None: no candidate matched)."""
     chosen: tuple[RelocResult, CoreSpec] | None = None
-    kept: list[Candidate] = []
+    kept: list["Candidate"] = []
     for targ_btf, targ_id in cands:
         matched, targ = match_spec(spec, targ_btf, targ_id)
         if not matched:
