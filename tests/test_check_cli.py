@@ -1,11 +1,13 @@
-"""``sigbpf check``: artifacts of the test programs against Debian 6.1, Debian 6.12 and this kernel.
+"""``sigbpf check`` with the ``--btf`` options: artifacts of the test programs against Debian 6.1,
+Debian 6.12 and this kernel.
 
 Real facts, asserted from the corpus BTF: the kfuncs the test programs call
 appeared after 6.1 (bpf_rcu_read_lock, bpf_task_from_pid, bpf_obj_new_impl
 in 6.2; bpf_cpumask_* in 6.3; bpf_iter_num_* in 6.4), so Debian 6.1 rejects
 every one of those artifacts while Debian 6.12 and the running 6.18 accept
-them.  Every btf_id in the matrix is the id libbpf's ``btf__find_by_name_kind``
-gives for the same kernel file.
+them.  Every kfunc cell's id is the id libbpf's ``btf__find_by_name_kind``
+gives for the same kernel file.  The report is the fleet check's
+(docs/FLEET.md); tests/test_fleet_*.py cover the other kinds of KERNEL.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ PROGRAMS = {
     "kfunc_obj_new": ["bpf_obj_new_impl", "bpf_obj_drop_impl"],
     "kfunc_rcu_maps": ["bpf_rcu_read_lock", "bpf_rcu_read_unlock"],
 }
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Each test its own (empty) fleet cache."""
+    monkeypatch.setenv("SIGBPF_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -57,28 +65,33 @@ def check_json(cli, *args):
     return proc.returncode, json.loads(proc.stdout)
 
 
+def cells(kernel: dict, kind: str | None = None) -> dict[str, dict]:
+    """A kernel's cells by check key (only those of *kind* when given)."""
+    return {c["check"]: c for c in kernel["cells"] if kind is None or c["check"].startswith(kind + ":")}
+
+
 @pytest.mark.parametrize("program", sorted(PROGRAMS))
 def test_matrix_across_three_kernels(cli, art, kernels, libbpf, program):
     code, out = check_json(cli, art(program), "--btf", kernels["6.1"], "--btf", kernels["6.12"],
                            "--btf", kernels["running"])
-    assert code == 1 and out["ok"] is False
-    assert [k["btf"] for k in out["kernels"]] == [kernels["6.1"], kernels["6.12"], VMLINUX]
-    assert [k["ok"] for k in out["kernels"]] == [False, True, True]
-    # 6.1's verdict is the seed's: the first call of the program fails with ENOENT.
-    (prog61,) = out["kernels"][0]["programs"]
-    assert prog61["errno"] == "ENOENT"
-    assert prog61["log"][0].endswith(f": {PROGRAMS[program][0]} not found in vmlinux BTF")
-    assert [row["name"] for row in out["kfuncs"]] == PROGRAMS[program]
-    for row in out["kfuncs"]:
-        k61, k612, here = row["kernels"]
-        assert (k61["resolves"], k61["btf_id"]) == (False, None)
-        assert libbpf["6.1"].find_func(row["name"]) < 0
-        for cell, key in ((k612, "6.12"), (here, "running")):
-            assert cell["resolves"] and cell["btf_id"] == libbpf[key].find_func(row["name"]) > 0
-            assert cell["prototype"] == "compatible" and cell["strict"] == []
-            assert cell["ok"] is True
-        assert k612["kfunc"] == "unknown"  # Debian 6.12 BTF has no bpf_kfunc tags
-        assert here["kfunc"] == "yes"
+    assert code == 1 and out["ok"] is False and out["exit"] == 1
+    assert [k["source"] for k in out["kernels"]] == [kernels["6.1"], kernels["6.12"], VMLINUX]
+    assert [k["accepts"] for k in out["kernels"]] == [False, True, True]
+    # 6.1's program verdict is the seed's: the first call of the program fails with ENOENT.
+    (prog61,) = cells(out["kernels"][0], "program").values()
+    assert prog61["verdict"] == "fail" and prog61["code"] == "rejected" and prog61["value"] == 2
+    assert f": {PROGRAMS[program][0]} not found in vmlinux BTF" in prog61["detail"]
+    assert [c["name"] for c in out["checks"] if c["kind"] == "kfunc"] == PROGRAMS[program]
+    k61, k612, here = (cells(k, "kfunc") for k in out["kernels"])
+    for name in PROGRAMS[program]:
+        key = f"kfunc:{name}"
+        assert (k61[key]["verdict"], k61[key]["code"]) == ("fail", "missing")
+        assert libbpf["6.1"].find_func(name) < 0
+        for cell, which in ((k612[key], "6.12"), (here[key], "running")):
+            assert cell["value"] == libbpf[which].find_func(name) > 0
+        # Debian 6.12 BTF has no bpf_kfunc tags (and no --btf-ids here): kfunc-ness unknown
+        assert (k612[key]["verdict"], k612[key]["code"]) == ("warn", "kfunc-unknown")
+        assert (here[key]["verdict"], here[key]["code"]) == ("ok", "resolves")
 
 
 def test_only_newer_kernels_accept(cli, art, kernels):
@@ -89,39 +102,38 @@ def test_only_newer_kernels_accept(cli, art, kernels):
 def test_text_matrix(cli, art, kernels):
     proc = cli("check", art("kfunc_task"), "--btf", kernels["6.1"], "--btf", kernels["running"])
     assert proc.returncode == 1, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[0] == f"K1 = {kernels['6.1']}: REJECTS the artifact"
-    assert any(line.startswith("bpf_task_from_pid") and "missing" in line for line in lines)
+    assert "1 refuse" in proc.stdout.splitlines()[0]
+    assert "kfunc:bpf_task_from_pid" in proc.stdout and "not found in vmlinux BTF" in proc.stdout
 
 
 def test_incompatible_prototype_everywhere_it_resolves(cli, art, kernels):
     code, out = check_json(cli, art("bad_proto"), "--btf", kernels["6.12"], "--btf", kernels["running"])
     assert code == 1
-    row = next(r for r in out["kfuncs"] if r["name"] == "bpf_task_from_pid")
-    assert [c["prototype"] for c in row["kernels"]] == ["incompatible", "incompatible"]
+    assert [cells(k)["kfunc:bpf_task_from_pid"]["code"] for k in out["kernels"]] == \
+        ["incompatible", "incompatible"]
     code, out = check_json(cli, art("bad_proto"), "--btf", kernels["running"], "--no-proto-check")
     assert code == 0
-    assert out["kfuncs"][0]["kernels"][0]["prototype"] == "off"
+    assert cells(out["kernels"][0])["kfunc:bpf_task_from_pid"]["code"] == "resolves"
 
 
 def test_strict_differences_are_listed(cli, art, kernels):
     code, out = check_json(cli, art("bad_strict_proto"), "--btf", kernels["running"])
     assert code == 0
-    cell = out["kfuncs"][0]["kernels"][0]
-    assert cell["prototype"] == "compatible"
-    assert cell["strict"] == ["param 1 (dummy_ksym): int size 8 vs 4",
-                              "param 1 (dummy_ksym): signedness differs (unsigned vs signed)"]
+    cell = cells(out["kernels"][0])["kfunc:bpf_task_from_pid"]
+    assert (cell["verdict"], cell["code"]) == ("warn", "drift")
+    assert cell["detail"].endswith("prototype drift: param 1 (dummy_ksym): int size 8 vs 4; "
+                                   "param 1 (dummy_ksym): signedness differs (unsigned vs signed)")
 
 
 def test_not_a_kfunc_on_the_tagged_kernel_unknown_on_the_corpus(cli, art, kernels):
     code, out = check_json(cli, art("bad_not_kfunc"), "--btf", kernels["6.12"], "--btf", kernels["running"])
     assert code == 1
-    (row,) = out["kfuncs"]
-    assert [c["kfunc"] for c in row["kernels"]] == ["unknown", "no"]
-    assert [k["ok"] for k in out["kernels"]] == [True, False]
-    assert out["kernels"][1]["programs"][0]["errno"] == "EACCES"
+    assert [cells(k)["kfunc:vfs_read"]["code"] for k in out["kernels"]] == ["kfunc-unknown", "not-kfunc"]
+    assert [k["accepts"] for k in out["kernels"]] == [True, False]
+    prog = cells(out["kernels"][1], "program")["program:not_kfunc"]
+    assert prog["code"] == "rejected" and prog["value"] == 13  # EACCES
     code, out = check_json(cli, art("bad_not_kfunc"), "--btf", kernels["running"], "--no-kfunc-check")
-    assert code == 0 and out["kfuncs"][0]["kernels"][0]["kfunc"] == "off"
+    assert code == 0 and cells(out["kernels"][0])["kfunc:vfs_read"]["code"] == "resolves"
 
 
 def test_modules_belong_to_the_btf_they_follow(cli, art, kernels, corpus_btf, tmp_path):
@@ -132,24 +144,30 @@ def test_modules_belong_to_the_btf_they_follow(cli, art, kernels, corpus_btf, tm
                            "--btf", kernels["6.12"], "--module", corpus_btf(f"{K612}.nf_conntrack.btf"),
                            "--btf", kernels["running"], "--module", mod)
     assert code == 0
-    assert [k["modules"] for k in out["kernels"]] == [["nf_conntrack"], ["sigbpf_mod"]]
-    row = next(r for r in out["kfuncs"] if r["name"] == "bpf_task_from_pid")
-    assert [c["modules"] for c in row["kernels"]] == [[], ["sigbpf_mod"]]
+    k612, here = (cells(k)["kfunc:bpf_task_from_pid"] for k in out["kernels"])
+    assert k612["code"] == "kfunc-unknown" and "shadowed" not in k612["also"]
+    assert (here["verdict"], here["code"]) == ("warn", "shadowed") and "sigbpf_mod" in here["detail"]
     code, out = check_json(cli, art("kfunc_task"), "--btf", kernels["running"], "--module", mod,
                            "--no-module-check")
-    assert out["kfuncs"][0]["kernels"][0]["modules"] == []
+    assert cells(out["kernels"][0])["kfunc:bpf_task_from_pid"]["code"] == "resolves"
 
 
 def test_usage_errors(cli, art, tmp_path):
-    assert_one_line_error(cli("check", art("kfunc_task")), 2, "--btf")
+    assert_one_line_error(cli("check", art("kfunc_task")), 2, "KERNEL")
     assert_one_line_error(cli("check", art("kfunc_task"), "--module", "m.btf", "--btf", VMLINUX), 2,
                           "must follow the --btf")
 
 
-def test_bad_kernel_btf_and_artifact(cli, art, tmp_path):
+def test_bad_kernel_btf_is_a_row_and_a_bad_artifact_one_line(cli, art, kernels, tmp_path):
     junk = tmp_path / "junk"
     junk.write_bytes(b"\x00" * 33)
-    assert_one_line_error(cli("check", art("kfunc_task"), "--btf", junk), 2, str(junk))
+    proc = cli("check", art("kfunc_task"), "--btf", junk, "--btf", kernels["running"], "--json")
+    assert proc.returncode == 2
+    out = json.loads(proc.stdout)
+    bad, good = out["kernels"]
+    assert bad["verdict"] == "unreadable" and bad["accepts"] is False and str(junk) in bad["error"]
+    assert good["accepts"] is True
+    assert_one_line_error(proc, 2, "1 of 2 kernel(s) could not be read")
     assert_one_line_error(cli("check", junk, "--btf", VMLINUX), 2, str(junk))
 
 
@@ -157,22 +175,19 @@ def test_btf_ids_make_the_kfunc_column_definite(cli, art, kernels, corpus_btf):
     ids = corpus_btf(f"{K612}.BTF_ids")
     code, out = check_json(cli, art("kfunc_task"), "--btf", kernels["6.12"], "--btf-ids", ids)
     assert code == 0
-    assert [c["kernels"][0]["kfunc"] for c in out["kfuncs"]] == ["yes", "yes"]
-    assert out["kernels"][0]["kfunc_list"] == ".BTF_ids kfunc sets"
+    assert [c["code"] for c in cells(out["kernels"][0], "kfunc").values()] == ["resolves", "resolves"]
     code, out = check_json(cli, art("bad_not_kfunc"), "--btf", kernels["6.12"], "--btf-ids", ids)
-    assert code == 1 and out["kfuncs"][0]["kernels"][0]["kfunc"] == "no"
-    assert out["kernels"][0]["programs"][0]["errno"] == "EACCES"
+    assert code == 1 and cells(out["kernels"][0])["kfunc:vfs_read"]["code"] == "not-kfunc"
+    assert cells(out["kernels"][0])["program:not_kfunc"]["value"] == 13  # EACCES
 
 
 def test_btf_ids_garbage(cli, art, kernels, tmp_path):
-    odd = tmp_path / "odd.BTF_ids"
-    odd.write_bytes(bytes(7))
-    assert_one_line_error(cli("check", art("kfunc_task"), "--btf", kernels["6.12"], "--btf-ids", odd),
-                          2, str(odd))
-    zero = tmp_path / "zero.BTF_ids"
-    zero.write_bytes(bytes(64))
-    assert_one_line_error(cli("check", art("kfunc_task"), "--btf", kernels["6.12"], "--btf-ids", zero),
-                          2, str(zero))
+    for name, data in (("odd.BTF_ids", bytes(7)), ("zero.BTF_ids", bytes(64))):
+        bad = tmp_path / name
+        bad.write_bytes(data)
+        proc = cli("check", art("kfunc_task"), "--btf", kernels["6.12"], "--btf-ids", bad, "--json")
+        (kernel,) = json.loads(proc.stdout)["kernels"]
+        assert proc.returncode == 2 and str(bad) in kernel["error"], kernel
 
 
 def test_build_then_resolve_then_check_from_the_command_line(cli, bpf_object, kernels, tmp_path):
@@ -183,27 +198,13 @@ def test_build_then_resolve_then_check_from_the_command_line(cli, bpf_object, ke
     assert proc.returncode == 0, proc.stderr
     assert "program rcu_maps: resolved 2 kfunc call(s)" in proc.stdout
     code, result = check_json(cli, out, "--btf", kernels["6.1"], "--btf", kernels["running"])
-    assert code == 1 and [k["ok"] for k in result["kernels"]] == [False, True]
+    assert code == 1 and [k["accepts"] for k in result["kernels"]] == [False, True]
 
 
-def test_digest_on_by_default_and_no_digest_turns_it_off(cli, art, bpf_object):
-    """The digest report, like every check beyond the seed, is on unless --no-digest."""
-    from sigbpf.artifact.build import build_from_file
-    from sigbpf.resolve.digest import prog_sha256, prog_tag
-
-    code, out = check_json(cli, art("kfunc_iter"), "--btf", VMLINUX)
-    assert code == 0
-    (prog,) = out["kernels"][0]["programs"]
-    (insns,) = [p.insns for p in build_from_file(bpf_object("kfunc_iter")).programs]
-    assert prog["digest"]["before"] == {"tag": prog_tag(insns).hex(),
-                                        "sha256": prog_sha256(insns).hex()}
-    assert prog["digest"]["after"]["tag"] != prog["digest"]["before"]["tag"]
-    code, off = check_json(cli, art("kfunc_iter"), "--btf", VMLINUX, "--no-digest")
-    assert code == 0 and off["kernels"][0]["programs"][0]["digest"] is None
-    assert off["kfuncs"] == out["kfuncs"]  # nothing else changes
-
-
-def test_an_elf_object_is_refused_with_a_hint(cli, bpf_object):
-    assert_one_line_error(cli("check", bpf_object("kfunc_task"), "--btf", VMLINUX), 2,
-                          "bad magic (not a sigbpf artifact; a BPF object (ELF): build it first "
-                          "with `sigbpf build`)")
+def test_an_elf_object_is_built_in_memory(cli, art, bpf_object, kernels):
+    """OBJ: the object is built into an artifact in memory; the answers are the artifact's."""
+    code, from_obj = check_json(cli, bpf_object("kfunc_task"), "--btf", kernels["6.1"],
+                                "--btf", kernels["running"])
+    code2, from_art = check_json(cli, art("kfunc_task"), "--btf", kernels["6.1"], "--btf", kernels["running"])
+    assert code == code2 == 1
+    assert [k["cells"] for k in from_obj["kernels"]] == [k["cells"] for k in from_art["kernels"]]

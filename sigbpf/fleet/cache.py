@@ -8,8 +8,9 @@ Location: ``$SIGBPF_CACHE/fleet`` when ``SIGBPF_CACHE`` is set, else
       digests.json                  file digest memo (:mod:`.digests`)
       results/ab/abcdef....json     one kernel x one artifact x options
 
-An entry's key is the SHA-256 of the cache format version, the artifact's
-digest (its canonical bytes), the check options and the kernel's digest
+An entry's key is the SHA-256 of the code (:func:`code_fingerprint`: the
+cache format version and the size and mtime of sigbpf's source files), the
+artifact's digest (its canonical bytes), the check options and the kernel's digest
 (:func:`~sigbpf.fleet.digests.kernel_digest`: the content of every file it was
 read from).  Its value is the kernel's :class:`~sigbpf.fleet.model.KernelResult`
 as JSON, less where it came from (``source``), which the run sets, and with
@@ -77,8 +78,32 @@ class CachedKernel:
     named_by_content: bool
 
 
+_CODE: str | None = None
+
+
+def code_fingerprint() -> str:
+    """What identifies the code that computed a result: the size and mtime of every source
+    file of the sigbpf package (an upgraded or edited sigbpf never reads an older answer)."""
+    global _CODE
+    if _CODE is None:
+        import sigbpf
+
+        h = hashlib.sha256(CACHE_VERSION.encode())
+        root = Path(sigbpf.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            h.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        _CODE = h.hexdigest()
+    return _CODE
+
+
 def result_key(artifact_digest: str, options: str, kernel_digest: str) -> str:
-    return hashlib.sha256(f"{CACHE_VERSION}\n{artifact_digest}\n{options}\n{kernel_digest}".encode()).hexdigest()
+    """The cache key of one kernel's results (module docstring)."""
+    return hashlib.sha256(f"{code_fingerprint()}\n{artifact_digest}\n{options}\n{kernel_digest}".encode()
+                          ).hexdigest()
 
 
 def _result_from_json(doc: dict, source: str, label: str) -> CachedKernel:
