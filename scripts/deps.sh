@@ -25,6 +25,14 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need_apt+=(qemu-system-x86)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 # The fleet check's HTML report is opened in headless Chromium (tests/test_fleet_html.py).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The seed test kernel (testbench/kernel/): Debian's linux-source-7.3 built with the PROG_BTF
+# patch (tinyconfig + fragments; pahole from dwarves makes its BTF).
+for tool in make:make gcc:gcc flex:flex bison:bison bc:bc pahole:dwarves patch:patch \
+            objcopy:binutils perl:perl cpio:cpio; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
+done
+[ -e /usr/include/libelf.h ] || need_apt+=(libelf-dev)
+[ -e /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "deps: apt-get install ${need_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

@@ -12,12 +12,14 @@ import sys
 
 from testbench.debian import fetch_busybox, fetch_kernel
 from testbench.initramfs import build_initramfs
+from testbench.kernel import seed_flavour, seed_kernel
 from testbench.vm import VMError, run_in_vm
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m testbench", description=__doc__.splitlines()[0])
-    p.add_argument("--kernel", default="7.3", help="Debian kernel series (default 7.3)")
+    p.add_argument("--kernel", default="7.3", 
+                   help="Debian kernel series (default 7.3); seed, seed-extra: the PROG_BTF test kernel")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--refresh", action="store_true", help="ask the archive for a newer upload")
     p.add_argument("--no-overlay", action="store_true", help="read-only root, tmpfs on /tmp only")
@@ -29,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
 
-    kernel = fetch_kernel(args.kernel, refresh=True if args.refresh else None)
+    flavour = seed_flavour(args.kernel)
+    if flavour:   # the patched test kernel, built when not cached
+        kernel = seed_kernel(flavour, refresh=True if args.refresh else None)
+    else:
+        kernel = fetch_kernel(args.kernel, refresh=True if args.refresh else None)
     if args.fetch or args.info:
         initrd = build_initramfs(kernel, fetch_busybox())
         print(f"kernel:    {kernel.release} ({kernel.version}, {kernel.suite})")

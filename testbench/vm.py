@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 from testbench.debian import Kernel, fetch_busybox, fetch_kernel
 from testbench.initramfs import build_initramfs
+from testbench.kernel import seed_flavour, seed_kernel
 
 REPO = Path(__file__).resolve().parent.parent
 PASS_ENV = ("PATH", "HOME", "PYTHONPATH", "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED")
@@ -107,11 +108,15 @@ _RESOLVED: dict[str, Kernel] = {}
 
 
 def _kernel(kernel: str | Kernel) -> Kernel:
-    """A series is resolved once per process: every VM of a session boots the same kernel."""
+    """A series is resolved once per process: every VM of a session boots the same kernel.
+
+    ``"seed"``/``"seed-extra"`` name the patched test kernel (:mod:`testbench.kernel`).
+    """
     if isinstance(kernel, Kernel):
         return kernel
     if kernel not in _RESOLVED:
-        _RESOLVED[kernel] = fetch_kernel(series=kernel)
+        flavour = seed_flavour(kernel)
+        _RESOLVED[kernel] = seed_kernel(flavour) if flavour else fetch_kernel(series=kernel)
     return _RESOLVED[kernel]
 
 

@@ -10,10 +10,13 @@
 * ``vm``                the VM test bench (``testbench/``): Debian's 7.3 kernel,
   fetched and cached; skips when qemu or the kernel cannot be had (a failure
   under ``SIGBPF_REQUIRE_KERNEL=1``), and inside the bench's own guest.
+* ``seed_vm``           the patched seed test kernel for the bench (``testbench/kernel/``),
+  built on first use and cached; ``seed_vm_extra`` its second configuration.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import lzma
 import os
@@ -92,6 +95,45 @@ def vm():
     if os.environ.get("SIGBPF_REQUIRE_KERNEL") == "1":
         pytest.fail(f"SIGBPF_REQUIRE_KERNEL=1 but {why}")
     pytest.skip(why)
+
+
+def _seed_kernel(request: pytest.FixtureRequest, flavour: str):
+    """The patched test kernel *flavour*, built on first use with its progress on the terminal."""
+    if os.environ.get("SIGBPF_IN_VM") == "1":
+        pytest.skip("inside the test bench's own VM (no nested qemu)")
+    from testbench.debian import FetchError, fetch_busybox
+    from testbench.initramfs import build_initramfs
+    from testbench.kernel import BuildError, seed_kernel
+    from testbench.vm import qemu_binary
+
+    why = None
+    if qemu_binary() is None:
+        why = "qemu-system-x86_64 is not installed (scripts/deps.sh installs qemu-system-x86)"
+    else:
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        try:
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                k = seed_kernel(flavour, progress=sys.stderr)
+            build_initramfs(k, fetch_busybox())
+            return k
+        except (BuildError, FetchError, KeyError, OSError, subprocess.CalledProcessError) as e:
+            why = f"cannot build the seed test kernel ({flavour}): {e}"
+    if os.environ.get("SIGBPF_REQUIRE_KERNEL") == "1":
+        pytest.fail(f"SIGBPF_REQUIRE_KERNEL=1 but {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def seed_vm(request: pytest.FixtureRequest):
+    """The seed test kernel, "small" (a ``testbench.kernel.SeedKernel``): Debian's 7.3 source
+    with the PROG_BTF patch, built on first use (~8 min) and cached; skips like ``vm``."""
+    return _seed_kernel(request, "small")
+
+
+@pytest.fixture(scope="session")
+def seed_vm_extra(request: pytest.FixtureRequest):
+    """The seed test kernel's second flavour, "extra" (more options, other kfunc BTF ids)."""
+    return _seed_kernel(request, "extra")
 
 
 @pytest.fixture(scope="session")
