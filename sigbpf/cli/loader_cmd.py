@@ -141,6 +141,8 @@ def explain_signed_refusal(err, keyring: str, verified_in_userspace: bool) -> st
                         "(sigbpf loader --protocol v2)")
     if name == "EINVAL" and not log:
         meaning += f" (--keyring {keyring})"
+    if "signature verification passed" in log:  # 7.3 logs it before any later refusal
+        meaning += " (after 'signature verification passed': the kernel verified the signature)"
     tail = ("; userspace verified the signature" if verified_in_userspace
             else "; not verified in userspace (no --cert)")
     label = f"{name} (ENOTSUP)" if name == "EOPNOTSUPP" else name
