@@ -8,7 +8,8 @@ Ubuntu: lz4 or zstd), modules as ``.ko.xz``/``.ko.zst``/``.ko.gz``, BTFHub's
 * :func:`sniff` names the format from its magic bytes;
 * :func:`decompress` turns one compressed blob into its bytes, ignoring
   what follows the first stream (the kernel's build appends the payload's
-  size after a zstd or lz4 payload);
+  size after a zstd or lz4 payload); :func:`chunks` gives the same bytes a
+  chunk at a time (a kernel image is read without ever holding all of it);
 * :func:`open_stream` wraps a binary file for reading decompressed, for
   ``tarfile``'s streaming mode, so a tar is never held whole.
 
@@ -26,7 +27,7 @@ kernel's lz4 payloads are in lz4's *legacy* frame format (``lz4 -l``), which
 from __future__ import annotations
 
 import struct
-from typing import IO
+from typing import IO, Iterator
 
 from sigbpf.errors import FormatError
 
@@ -67,50 +68,101 @@ def _need(module: str, fmt: str):
                           f"(pip install '{PACKAGES[fmt]}')") from None
 
 
-def decompress(data: bytes, fmt: str | None = None, *, size: int = 0) -> bytes:
+def decompress(data: bytes | memoryview, fmt: str | None = None) -> bytearray:
     """The decompressed bytes of the first stream in *data* (trailing bytes are ignored).
 
-    *size*, when known (a kernel payload's appended size), lets zstd decompress
-    in one shot into one buffer, its window included (~60 MB less at peak for
-    a distribution kernel than streaming).
+    A bytearray grown chunk by chunk: the output is held once, not twice as a
+    join of the chunks would (a 48 MB ``amdgpu.ko`` is in a modules package).
     """
-    fmt = fmt or sniff(data)
+    out = bytearray()
+    for chunk in chunks(data, fmt):
+        out += chunk
+    return out
+
+
+def chunks(data: bytes | memoryview, fmt: str | None = None, size: int = 1 << 20) -> Iterator[bytes]:
+    """The decompressed bytes of the first stream in *data*, *size* bytes at a time.
+
+    Memory: the decompressor's own window (up to the compressed stream's
+    window size: 64 MB for a distribution kernel's zstd -22 payload) plus one
+    chunk, whatever the output's size.  Errors are :class:`FormatError`.
+    """
+    fmt = fmt or sniff(bytes(data[:8]))
+    if fmt is None:
+        raise FormatError("not compressed in a known format (xz, zstd, gzip, lz4, bzip2, lzma)", offset=0)
     try:
-        if fmt == "xz" or fmt == "lzma":
-            import lzma
-
-            d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ if fmt == "xz" else lzma.FORMAT_ALONE)
-            return d.decompress(data)
-        if fmt == "gzip":
-            import zlib
-
-            return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
-        if fmt == "bzip2":
-            import bz2
-
-            return bz2.BZ2Decompressor().decompress(data)
-        if fmt == "zstd":
-            zstd = _need("zstandard", fmt)
-            if size:
-                return zstd.ZstdDecompressor().decompress(data, max_output_size=size)
-            return zstd.ZstdDecompressor().decompressobj().decompress(data)
-        if fmt == "lz4":
-            frame = _need("lz4.frame", fmt)
-            return frame.LZ4FrameDecompressor().decompress(data)
-        if fmt == "lz4-legacy":
-            return _lz4_legacy(data)
+        yield from _chunks(data, fmt, size)
     except FormatError:
         raise
     except Exception as err:  # EOFError, lzma.LZMAError, zlib.error, zstandard.ZstdError, ...
         raise FormatError(f"corrupt {fmt} data: {err}") from None
-    raise FormatError("not compressed in a known format (xz, zstd, gzip, lz4, bzip2, lzma)", offset=0)
 
 
-def _lz4_legacy(data: bytes) -> bytes:
+def _chunks(data: bytes | memoryview, fmt: str, size: int) -> Iterator[bytes]:
+    if fmt == "zstd":
+        import io
+
+        zstd = _need("zstandard", fmt)
+        reader = zstd.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=False)
+        produced = False
+        try:
+            while chunk := reader.read(size):
+                produced = True
+                yield chunk
+        except zstd.ZstdError as err:
+            # python-zstandard reads on past the frame's end and chokes on what follows
+            # (a kernel payload's appended size): that is the end of the stream, not an error
+            if not (produced and "Unknown frame descriptor" in str(err)):
+                raise
+        return
+    if fmt == "lz4-legacy":
+        yield from _lz4_legacy(data)
+        return
+    if fmt in ("xz", "lzma"):
+        import lzma
+
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ if fmt == "xz" else lzma.FORMAT_ALONE)
+    elif fmt == "bzip2":
+        import bz2
+
+        d = bz2.BZ2Decompressor()
+    elif fmt == "lz4":
+        d = _need("lz4.frame", fmt).LZ4FrameDecompressor()
+    elif fmt == "gzip":
+        yield from _zlib_chunks(data, size)
+        return
+    else:
+        raise FormatError(f"unknown compression {fmt!r}")
+    # lzma, bz2 and lz4.frame share one API: decompress(input, max_length), needs_input, eof
+    pending = data
+    while not d.eof:
+        out = d.decompress(pending, max_length=size)
+        pending = b""
+        if out:
+            yield out
+        elif d.needs_input:
+            raise FormatError(f"truncated {fmt} data")
+
+
+def _zlib_chunks(data: bytes | memoryview, size: int) -> Iterator[bytes]:
+    import zlib
+
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    pending = bytes(data)
+    while not d.eof:
+        out = d.decompress(pending, size)
+        pending = d.unconsumed_tail
+        if out:
+            yield out
+        elif not pending:
+            raise FormatError("truncated gzip data")
+
+
+def _lz4_legacy(data: bytes | memoryview) -> Iterator[bytes]:
     """lz4's legacy frame: magic, then (u32 size, block) until the end or another magic."""
     block = _need("lz4.block", "lz4-legacy")
-    out = bytearray()
     pos = 4
+    any_block = False
     while pos + 4 <= len(data):
         (size,) = struct.unpack_from("<I", data, pos)
         if size == _LZ4_LEGACY_MAGIC:  # a concatenated stream starts again
@@ -118,11 +170,11 @@ def _lz4_legacy(data: bytes) -> bytes:
             continue
         if size == 0 or pos + 4 + size > len(data):
             break  # the kernel's appended payload size, or the end
-        out += block.decompress(data[pos + 4:pos + 4 + size], uncompressed_size=_LZ4_LEGACY_BLOCK)
+        yield block.decompress(bytes(data[pos + 4:pos + 4 + size]), uncompressed_size=_LZ4_LEGACY_BLOCK)
+        any_block = True
         pos += 4 + size
-    if not out:
+    if not any_block:
         raise FormatError("corrupt lz4-legacy data: no block")
-    return bytes(out)
 
 
 def open_stream(raw: IO[bytes], fmt: str) -> IO[bytes]:
@@ -156,4 +208,4 @@ def by_suffix(name: str) -> str:
     return "none"
 
 
-__all__ = ["sniff", "decompress", "open_stream", "by_suffix", "MAGICS", "PACKAGES"]
+__all__ = ["sniff", "decompress", "chunks", "open_stream", "by_suffix", "MAGICS", "PACKAGES"]

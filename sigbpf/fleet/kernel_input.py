@@ -14,6 +14,10 @@ Two steps, so that a cached kernel costs no parsing:
    content (ELF banner, bzImage header, package) when there is one.
 
 Nothing is written to disk; what is read is dropped when the kernel is done.
+A kernel image (bzImage payload, ELF vmlinux, a package's modules) takes
+100-150 MB while it is decompressed: :data:`BIG_READS` (a lock the worker
+pool shares) lets one worker at a time do that, so peak memory stays one
+image plus the other workers' BTF files, whatever the number of packages.
 Every problem is a :class:`~sigbpf.errors.SigbpfError` whose message becomes
 the kernel's "could not read: ..." verdict.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
@@ -39,6 +44,10 @@ ELF_MAGIC = b"\x7fELF"
 AR_MAGIC = b"!<arch>\n"
 SYS_BTF_DIR = os.path.dirname(SYS_VMLINUX)
 _MODULE_FILE = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+
+#: Held while a kernel image or a package is decompressed (see the module docstring); the
+#: worker pool replaces it with a lock shared by its processes.
+BIG_READS: "AbstractContextManager" = nullcontext()
 
 
 @dataclass
@@ -59,7 +68,7 @@ def _unxz(data: bytes, name: str) -> bytes:
         from sigbpf.fleet.decompress import decompress
 
         try:
-            return decompress(data, "xz")
+            return bytes(decompress(data, "xz"))
         except FormatError as err:
             raise err.at(file=name)
     return data
@@ -71,22 +80,49 @@ def _read(path: str) -> bytes:
     return read_input(path)
 
 
-def needles_for(names: Iterable[str], vmlinux: "ScanBTF") -> tuple[bytes, ...]:
-    """What a module's bytes hold if its BTF may define one of *names*: the name itself
-    (its own strings, or an ELF's symbol names), or a vmlinux string offset of it as a u32
-    (split BTF points names into its base's strings)."""
-    from sigbpf.fleet.scanbtf import string_offsets
+@dataclass(frozen=True)
+class Mentions:
+    """What a module's split BTF holds if one of the artifact's names may be defined in it.
 
-    out: list[bytes] = []
-    for name in names:
-        raw = name.encode()
-        out.append(raw + b"\0")
-        out.extend(struct.pack("<I", off) for off in string_offsets(vmlinux, raw)[:8])
-    return tuple(out)
+    Split BTF names its types either by its own strings or, when vmlinux has
+    the string already, by vmlinux's string offset (libbpf's ``btf__add_str``).
+    So a module is parsed only when its string section has one of the names
+    as a whole string, or its type section has, at a word boundary, one of
+    the vmlinux offsets of a name; and kept only when one of its own records
+    is named so (a word equal to such an offset by chance only costs a parse).
+    """
 
+    names: tuple[bytes, ...]
+    base_offsets: tuple[bytes, ...]
 
-def _mentions(data: bytes, needles: tuple[bytes, ...]) -> bool:
-    return any(n in data for n in needles)
+    @classmethod
+    def of(cls, names: Iterable[str], vmlinux: "ScanBTF", core_names: Iterable[str] = ()) -> "Mentions":
+        """*names* are looked up in modules always; *core_names* (CO-RE root types) only when
+        vmlinux has no type of that name (the kernel searches modules only then)."""
+        from sigbpf.fleet.scanbtf import string_offsets
+
+        raw = tuple(n.encode() for n in names)
+        raw += tuple(c for c in (n.encode() for n in core_names) if not vmlinux.names_any((c,)))
+        offsets = {struct.pack("<I", off) for r in raw for off in string_offsets(vmlinux, r)[:8]}
+        return cls(raw, tuple(sorted(offsets)))
+
+    def in_btf(self, btf: bytes | bytearray) -> bool:
+        """True when the raw (little-endian) split BTF *btf* may define one of the names."""
+        if len(btf) < 24 or btf[:2] != b"\x9f\xeb":
+            return True  # not what we expect: let the parser say what is wrong
+        hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("<IIIII", btf, 4)
+        strings = btf[hdr_len + str_off:hdr_len + str_off + str_len]
+        for name in self.names:
+            if strings.startswith(name + b"\0") or b"\0" + name + b"\0" in strings:
+                return True
+        types = btf[hdr_len + type_off:hdr_len + type_off + type_len]
+        for needle in self.base_offsets:
+            i = types.find(needle)
+            while i >= 0:
+                if i % 4 == 0:
+                    return True
+                i = types.find(needle, i + 1)
+        return False
 
 
 def _module_name(file_name: str) -> str:
@@ -101,14 +137,18 @@ def _module_name(file_name: str) -> str:
     return name.rsplit(".", 1)[-1] or name
 
 
-def _module_btf_bytes(data: bytes, name: str) -> bytes | None:
+def _module_btf_bytes(data: bytes | bytearray, name: str) -> bytes | None:
     """A module's split BTF: raw BTF as is, an ELF ``.ko``'s ``.BTF`` section (None: none)."""
     if data[:2] in BTF_MAGIC:
-        return data
+        return bytes(data)
     if data[:4] == ELF_MAGIC:
-        from sigbpf.elf.reader import read_named_section
+        from sigbpf.fleet.vmlinux_image import elf_sections_streamed, in_memory
 
-        return read_named_section(data, ".BTF", name)
+        try:
+            sections, _banner = elf_sections_streamed(in_memory(data), (".BTF",))
+        except FormatError as err:
+            raise err.at(file=name)
+        return sections.get(".BTF")
     raise FormatError("neither raw BTF nor an ELF module", file=name, offset=0)
 
 
@@ -121,6 +161,7 @@ class KernelReader:
     #: (path, stat key, digest) of every file hashed here, for the caller's memo.
     hashed: list[tuple[str, tuple | None, str]] = field(default_factory=list)
     _blobs: dict[str, bytes] = field(default_factory=dict)
+    _core_names: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- step 1
     def _file_digest(self, path: str, keep: bool) -> str:
@@ -199,9 +240,11 @@ class KernelReader:
             return []
 
     # ---------------------------------------------------------------- step 2
-    def read(self, names: Iterable[str]) -> KernelData:
-        """The kernel's BTF (module docstring); modules only when they mention one of *names*."""
+    def read(self, names: Iterable[str], core_names: Iterable[str] = ()) -> KernelData:
+        """The kernel's BTF (module docstring); modules only when they define one of *names*
+        (or of *core_names* that vmlinux lacks: :class:`Mentions`)."""
         s = self.source
+        self._core_names = tuple(core_names)
         names = tuple(names)
         if s.kind is SourceKind.RUNNING:
             return self._read_running(names)
@@ -240,7 +283,8 @@ class KernelReader:
                                      and main[0x202:0x206] == b"HdrS"):
             from sigbpf.fleet.vmlinux_image import image_btf
 
-            image = image_btf(main, s.path)
+            with BIG_READS:
+                image = image_btf(main, s.path)
             main, version = image.btf, version or image.version
             if image.btf_ids is not None:
                 ids.append((f"{s.path}:.BTF_ids", image.btf_ids))
@@ -290,17 +334,23 @@ class KernelReader:
         if SYS_VMLINUX not in self._blobs:
             self._running_digest()
         vmlinux = self._vmlinux(self._blobs.pop(SYS_VMLINUX))
-        needles = needles_for(names, vmlinux)
+        mentions = Mentions.of(names, vmlinux, self._core_names)
         modules = []
         seen = 0
         for path in sorted(self._blobs):
             data = self._blobs.pop(path)
             seen += 1
-            if _mentions(data, needles):
-                modules.append(self._module(os.path.basename(path), data, vmlinux, path))
+            if mentions.in_btf(data):
+                module = self._module(os.path.basename(path), data, vmlinux, path)
+                if module.btf.names_any(mentions.names):
+                    modules.append(module)
         return KernelData(os.uname().release, vmlinux, (), tuple(modules), seen, running=True)
 
     def _read_deb(self, names: tuple[str, ...]) -> KernelData:
+        with BIG_READS:
+            return self._read_deb_unlocked(names)
+
+    def _read_deb_unlocked(self, names: tuple[str, ...]) -> KernelData:
         from sigbpf.fleet.deb import control, data_members
         from sigbpf.fleet.sources import deb_release
         from sigbpf.fleet.vmlinux_image import image_btf
@@ -321,24 +371,26 @@ class KernelReader:
             raise FormatError("no vmlinuz in the package (a meta or headers package?)", file=s.path)
         vmlinux = self._vmlinux(image.btf)
         ids = ((f"{s.path}:.BTF_ids", image.btf_ids),) if image.btf_ids is not None else ()
-        needles = needles_for(names, vmlinux)
+        mentions = Mentions.of(names, vmlinux, self._core_names)
         modules = []
         seen = 0
+        from sigbpf.fleet.decompress import by_suffix, decompress
+
         for deb in (s.path, *s.modules):  # linux-image-* packages hold the modules themselves
             for name, data in data_members(deb, lambda n: n.endswith(_MODULE_FILE)):
                 seen += 1
-                from sigbpf.fleet.decompress import by_suffix, decompress
-
+                where = f"{deb}:{name}"
                 fmt = by_suffix(name)
                 try:
                     elf = decompress(data, fmt) if fmt != "none" else data
                 except FormatError as err:
-                    raise err.at(file=f"{deb}:{name}")
-                if not _mentions(elf, needles):
-                    continue
-                btf = _module_btf_bytes(elf, f"{deb}:{name}")
-                if btf is not None:
-                    modules.append(self._module(_module_name(os.path.basename(name)), btf, vmlinux,
-                                                f"{deb}:{name}"))
+                    raise err.at(file=where)
+                del data
+                btf = _module_btf_bytes(elf, where)
+                del elf
+                if btf is not None and mentions.in_btf(btf):
+                    module = self._module(_module_name(os.path.basename(name)), btf, vmlinux, where)
+                    if module.btf.names_any(mentions.names):
+                        modules.append(module)
         modules.sort(key=lambda m: m.name)
         return KernelData(image.version or release, vmlinux, ids, tuple(modules), seen)

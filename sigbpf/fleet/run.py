@@ -111,7 +111,9 @@ class FleetRun:
         from sigbpf.fleet.worker import check_in_worker, init_worker
 
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(jobs, initializer=init_worker, initargs=(self.needs, self.options, self.cache_dir),
+        big_reads = ctx.Lock()
+        with ctx.Pool(jobs, initializer=init_worker,
+                      initargs=(self.needs, self.options, self.cache_dir, big_reads),
                       maxtasksperchild=MAX_TASKS_PER_WORKER) as pool:
             yield from pool.imap_unordered(check_in_worker, todo, chunksize=1)
 

@@ -104,6 +104,19 @@ class ScanBTF(BTF):
                 i = data.find(needle, i + 1)
         return sorted(set(found))
 
+    def names_any(self, names: "tuple[bytes, ...]") -> bool:
+        """True when one of this blob's own records (any kind) is named one of *names*."""
+        data = self._own_name_offs()
+        for raw in names:
+            for off in string_offsets(self, raw):
+                needle = _U32.pack(off)
+                i = data.find(needle)
+                while i >= 0:
+                    if i % 4 == 0:
+                        return True
+                    i = data.find(needle, i + 1)
+        return False
+
     def find_all_by_name_kind(self, name: str, kind: Kind | int) -> list[int]:
         found = self.base.find_all_by_name_kind(name, kind) if self.base is not None else []
         return found + self._own_ids_named(encode_name(name), int(kind))

@@ -72,7 +72,8 @@ class KernelChecker:
                 pass
             else:
                 self._relos = core_relocations(self.artifact, self.prog_btf)
-        self.names = tuple(sorted(needs.names | self._core_names()))
+        self.names = tuple(sorted(needs.names))
+        self.core_names = tuple(sorted(self._core_names()))
 
     def _core_names(self) -> set[str]:
         """Root type names of the CO-RE relocations (module BTFs holding one are read)."""
@@ -107,7 +108,7 @@ class KernelChecker:
         if hit is not None:
             return Checked(hit.result, hit.named_by_content, reader.hashed, cached=True)
         try:
-            data = reader.read(self.names)
+            data = reader.read(self.names, self.core_names)
             cells = self.cells(data, label)
         except (SigbpfError, MemoryError) as err:
             return Checked(KernelResult(label, source.path, digest, error=_why(err)), hashed=reader.hashed)
@@ -180,11 +181,15 @@ def _why(err: BaseException) -> str:
 _checker: KernelChecker | None = None
 
 
-def init_worker(needs: "ArtifactNeeds", options: FleetOptions, cache_dir) -> None:
-    """Pool initializer: prepare this process's :class:`KernelChecker` once."""
+def init_worker(needs: "ArtifactNeeds", options: FleetOptions, cache_dir, big_reads=None) -> None:
+    """Pool initializer: prepare this process's :class:`KernelChecker` once; *big_reads* is
+    the pool's lock for kernel images (:data:`sigbpf.fleet.kernel_input.BIG_READS`)."""
     global _checker
+    from sigbpf.fleet import kernel_input
     from sigbpf.fleet.cache import ResultCache
 
+    if big_reads is not None:
+        kernel_input.BIG_READS = big_reads
     _checker = KernelChecker(needs, options, ResultCache(cache_dir))
 
 
