@@ -15,6 +15,9 @@ ls /usr/lib/x86_64-linux-gnu/libbpf.so* >/dev/null 2>&1 || need_apt+=(libbpf1)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 command -v keyctl >/dev/null 2>&1 || need_apt+=(keyutils)
+# sigbpf check's tests: the zstd and lz4 tools make and check compressed kernel payloads.
+command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
+command -v lz4 >/dev/null 2>&1 || need_apt+=(lz4)
 # The corpus (bench/corpus, tests/test_corpus.py): a private bpffs per load (unshare),
 # apt-get download + dpkg-deb for the sources and Debian's BPF objects.
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)

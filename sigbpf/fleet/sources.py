@@ -130,6 +130,7 @@ class _Collector:
     def __init__(self) -> None:
         self.out: list[KernelSource | tuple[str, str]] = []  # ("deb", path) placeholders
         self.debs: list[str] = []
+        self.walked: set[str] = set()  # .deb files found in a directory, not named
 
     def unreadable(self, path: str, why: str) -> None:
         self.out.append(KernelSource(SourceKind.UNREADABLE, path, label=path, error=why))
@@ -168,14 +169,13 @@ class _Collector:
                     continue
                 if _strip_xz(name).endswith(".btf") and _is_module_of_sibling(name, stems):
                     continue
-                path = os.path.join(directory, name)
-                if not os.access(path, os.R_OK):
-                    self.unreadable(path, "permission denied")
-                    continue
+                path = os.path.join(directory, name)  # unreadable: its reader says why
+                if name.endswith(".deb"):
+                    self.walked.add(path)
                 self.file(path, names)
 
     def sources(self) -> list[KernelSource]:
-        groups = _group_debs(self.debs)
+        groups = _group_debs(self.debs, self.walked)
         out: list[KernelSource] = []
         done: set[str] = set()
         for item in self.out:
@@ -190,8 +190,11 @@ class _Collector:
         return out
 
 
-def _group_debs(paths: Sequence[str]) -> dict[str, KernelSource]:
-    """Each .deb path -> the kernel source it belongs to (modules packages join their image)."""
+def _group_debs(paths: Sequence[str], walked: set[str] = frozenset()) -> dict[str, KernelSource]:
+    """Each .deb path -> the kernel source it belongs to (modules packages join their image).
+
+    A package that is no kernel's (``linux-base``, headers, anything else) is
+    an error when named, and skipped when found in a directory (*walked*)."""
     from sigbpf.errors import FormatError
     from sigbpf.fleet.deb import control
 
@@ -205,6 +208,8 @@ def _group_debs(paths: Sequence[str]) -> dict[str, KernelSource]:
             by_path[path] = KernelSource(SourceKind.UNREADABLE, path, label=path, error=err.message)
             continue
         release = deb_release(package)
+        if release is None and path in walked:
+            continue
         if release is None:
             by_path[path] = KernelSource(SourceKind.UNREADABLE, path, label=path,
                                          error=f"package {package or '?'} is not a Linux kernel image "
