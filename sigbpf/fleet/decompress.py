@@ -100,21 +100,17 @@ def chunks(data: bytes | memoryview, fmt: str | None = None, size: int = 1 << 20
 
 def _chunks(data: bytes | memoryview, fmt: str, size: int) -> Iterator[bytes]:
     if fmt == "zstd":
-        import io
-
-        zstd = _need("zstandard", fmt)
-        reader = zstd.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=False)
-        produced = False
-        try:
-            while chunk := reader.read(size):
-                produced = True
-                yield chunk
-        except zstd.ZstdError as err:
-            # python-zstandard reads on past the frame's end and chokes on what follows
-            # (a kernel payload's appended size): that is the end of the stream, not an error
-            if not (produced and "Unknown frame descriptor" in str(err)):
-                raise
-        return
+        # fed 128 KB of input at a time, the output of each step stays a few MB; the frame's
+        # end is known (eof), what follows it (a kernel payload's appended size) is left alone
+        d = _need("zstandard", fmt).ZstdDecompressor().decompressobj()
+        view = memoryview(data)
+        for i in range(0, len(view), 128 << 10):
+            out = d.decompress(view[i:i + (128 << 10)])
+            if out:
+                yield out
+            if d.eof:
+                return
+        raise FormatError("truncated zstd data")
     if fmt == "lz4-legacy":
         yield from _lz4_legacy(data)
         return
