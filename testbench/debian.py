@@ -70,6 +70,21 @@ def _locked(root: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def staged(dest: Path, prefix: str = ".staging-"):
+    """A directory next to *dest* to fill; it becomes *dest* (replacing it) when the block
+    succeeds and is removed when it fails: a cache entry is complete or absent."""
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=dest.parent))
+    try:
+        yield staging
+        if dest.exists():
+            shutil.rmtree(dest)
+        staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _fs_version(version: str) -> str:
     """A package version as apt spells it in file names (':' -> '%3a')."""
     return version.replace(":", "%3a")
@@ -245,6 +260,20 @@ class PrivateApt:
         return sorted(set(dest.glob("*.deb")) - before)
 
 
+@contextlib.contextmanager
+def updated_archive(suite: str):
+    """A :class:`PrivateApt` for *suite* with fresh indexes, in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="sigbpf-apt-") as tmp:
+        apt = PrivateApt([suite], Path(tmp))
+        apt.update()
+        yield apt
+
+
+def should_ask(cached: list, stamp: Path, refresh: bool | None) -> bool:
+    """Ask the archive? Always with nothing cached; else *refresh*, or the 24 h rule."""
+    return not cached or (refresh if refresh is not None else _want_refresh(stamp))
+
+
 def _dpkg_x(deb: Path, root: Path) -> None:
     tool = shutil.which("dpkg-deb") or shutil.which("dpkg")
     if tool is None:
@@ -363,13 +392,10 @@ def fetch_kernel(series: str = "7.3", flavour: str = "amd64", suite: str = "trix
     with _locked(root):
         cached = cached_kernels(series, flavour)
         stamp = _index_stamp(suite, series, flavour)
-        ask = not cached or (refresh if refresh is not None else _want_refresh(stamp))
-        if not ask:
+        if not should_ask(cached, stamp, refresh):
             return cached[0]
         try:
-            with tempfile.TemporaryDirectory(prefix="sigbpf-apt-") as tmp:
-                apt = PrivateApt([suite], Path(tmp))
-                apt.update()
+            with updated_archive(suite) as apt:
                 release, version, image, pkgs = _choose(apt.packages(), series, flavour)
                 stamp.write_text(json.dumps({"checked": time.time(), "release": release,
                                              "version": version}))
@@ -378,18 +404,11 @@ def fetch_kernel(series: str = "7.3", flavour: str = "amd64", suite: str = "trix
                 if k is not None:
                     k.index_updated = True
                     return k
-                staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
-                try:
+                with staged(dest) as staging:
                     debs = apt.download([f"{p}={version}" for p in pkgs], staging / "debs")
                     for deb in debs:
                         _dpkg_x(deb, staging / "root")
-                    k = _describe(staging, release, version, suite, [f"{p}={version}" for p in pkgs])
-                    if dest.exists():
-                        shutil.rmtree(dest)
-                    staging.rename(dest)
-                except BaseException:
-                    shutil.rmtree(staging, ignore_errors=True)
-                    raise
+                    _describe(staging, release, version, suite, [f"{p}={version}" for p in pkgs])
         except FetchError:
             if cached:  # offline: the newest kernel we have
                 return cached[0]
@@ -436,25 +455,16 @@ def fetch_busybox(suite: str = "bookworm") -> Path:
         if have:
             have.sort(key=lambda t: _VersionKey(t[0]))
             return have[-1][1] / "root/bin/busybox"
-        with tempfile.TemporaryDirectory(prefix="sigbpf-apt-") as tmp:
-            apt = PrivateApt([suite], Path(tmp))
-            apt.update()
+        with updated_archive(suite) as apt:
             versions = apt.packages().get("busybox-static")
             if not versions:
                 raise FetchError(f"no busybox-static in {suite}")
             version = max(versions, key=_VersionKey)
             dest = root / f"busybox-static_{_fs_version(version)}"
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
-            try:
+            with staged(dest) as staging:
                 (deb,) = apt.download([f"busybox-static={version}"], staging)
                 _dpkg_x(deb, staging / "root")
                 if not (staging / "root/bin/busybox").exists():
                     raise FetchError(f"{deb.name}: no bin/busybox")
                 (staging / "package.json").write_text(json.dumps({"version": version}) + "\n")
-                if dest.exists():
-                    shutil.rmtree(dest)
-                staging.rename(dest)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
         return dest / "root/bin/busybox"

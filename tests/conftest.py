@@ -73,37 +73,15 @@ def kernel() -> None:
         pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
-def vm():
-    """The VM bench's kernel (a ``testbench.debian.Kernel``, Debian 7.3) for ``testbench.vm``."""
-    if os.environ.get("SIGBPF_IN_VM") == "1":
-        pytest.skip("inside the test bench's own VM (no nested qemu)")
-    from testbench.debian import FetchError, fetch_busybox, fetch_kernel
-    from testbench.initramfs import build_initramfs
-    from testbench.vm import qemu_binary
-
-    why = None
-    if qemu_binary() is None:
-        why = "qemu-system-x86_64 is not installed (scripts/deps.sh installs qemu-system-x86)"
-    else:
-        try:
-            k = fetch_kernel("7.3")
-            build_initramfs(k, fetch_busybox())
-            return k
-        except (FetchError, KeyError, OSError, subprocess.CalledProcessError) as e:
-            why = f"cannot fetch Debian's 7.3 kernel: {e}"
-    if os.environ.get("SIGBPF_REQUIRE_KERNEL") == "1":
-        pytest.fail(f"SIGBPF_REQUIRE_KERNEL=1 but {why}")
-    pytest.skip(why)
-
-
-def _seed_kernel(request: pytest.FixtureRequest, flavour: str):
-    """The patched test kernel *flavour*, built on first use with its progress on the terminal."""
+def _bench_kernel(request: pytest.FixtureRequest, what: str, get):
+    """The kernel ``get()`` returns, with its initramfs ready; skips (fails under
+    ``SIGBPF_REQUIRE_KERNEL=1``) when qemu or the kernel cannot be had, and inside the
+    bench's own guest. ``get`` runs with pytest's capture off, so a build's progress shows."""
     if os.environ.get("SIGBPF_IN_VM") == "1":
         pytest.skip("inside the test bench's own VM (no nested qemu)")
     from testbench.debian import FetchError, fetch_busybox
     from testbench.initramfs import build_initramfs
-    from testbench.kernel import BuildError, seed_kernel
+    from testbench.kernel import BuildError
     from testbench.vm import qemu_binary
 
     why = None
@@ -113,27 +91,41 @@ def _seed_kernel(request: pytest.FixtureRequest, flavour: str):
         capture = request.config.pluginmanager.getplugin("capturemanager")
         try:
             with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-                k = seed_kernel(flavour, progress=sys.stderr)
+                k = get()
             build_initramfs(k, fetch_busybox())
             return k
         except (BuildError, FetchError, KeyError, OSError, subprocess.CalledProcessError) as e:
-            why = f"cannot build the seed test kernel ({flavour}): {e}"
+            why = f"cannot {what}: {e}"
     if os.environ.get("SIGBPF_REQUIRE_KERNEL") == "1":
         pytest.fail(f"SIGBPF_REQUIRE_KERNEL=1 but {why}")
     pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
+def vm(request: pytest.FixtureRequest):
+    """The VM bench's kernel (a ``testbench.debian.Kernel``, Debian 7.3) for ``testbench.vm``."""
+    from testbench.debian import fetch_kernel
+
+    return _bench_kernel(request, "fetch Debian's 7.3 kernel", lambda: fetch_kernel("7.3"))
+
+
+@pytest.fixture(scope="session")
 def seed_vm(request: pytest.FixtureRequest):
     """The seed test kernel, "small" (a ``testbench.kernel.SeedKernel``): Debian's 7.3 source
-    with the PROG_BTF patch, built on first use (~8 min) and cached; skips like ``vm``."""
-    return _seed_kernel(request, "small")
+    with the PROG_BTF patch, built on first use (~8-14 min) and cached; skips like ``vm``."""
+    from testbench.kernel import seed_kernel
+
+    return _bench_kernel(request, "build the seed test kernel (small)",
+                         lambda: seed_kernel("small", progress=sys.stderr))
 
 
 @pytest.fixture(scope="session")
 def seed_vm_extra(request: pytest.FixtureRequest):
-    """The seed test kernel's second flavour, "extra" (more options, other kfunc BTF ids)."""
-    return _seed_kernel(request, "extra")
+    """The seed test kernel's second configuration, "extra" (more options, other kfunc BTF ids)."""
+    from testbench.kernel import seed_kernel
+
+    return _bench_kernel(request, "build the seed test kernel (extra)",
+                         lambda: seed_kernel("extra", progress=sys.stderr))
 
 
 @pytest.fixture(scope="session")

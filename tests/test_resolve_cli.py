@@ -19,7 +19,8 @@ from sigbpf.asm import Instruction, call_helper, call_kfunc, exit_, mov64_imm
 from sigbpf.btf import BTF
 from sigbpf.resolve.digest import prog_sha256, prog_tag
 
-TOP_KEYS = {"ok", "errno", "log", "calls", "findings", "digest", "checks", "excl_prog_hash", "btf"}
+TOP_KEYS = {"ok", "errno", "log", "calls", "findings", "digest", "checks", "excl_prog_hash",
+            "native_prog_btf", "btf"}
 
 
 @pytest.fixture(scope="module")

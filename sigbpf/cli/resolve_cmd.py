@@ -20,7 +20,16 @@ JSON::
      "calls": [{"insn": int, "name": str, "btf_id": int|null}],
      "findings": [...], "digest": {...},           # raw input: one program
      "programs": [{"name": ..., same fields}],     # artifacts: per program
-     "checks": {...}, "excl_prog_hash": {...}, "btf": path}
+     "checks": {...}, "excl_prog_hash": {"compares": "before"|"after", "why": str},
+     "native_prog_btf": {"native": bool|null, "source": "probe"|"BTF", "detail": str},
+     "btf": path}
+
+``native_prog_btf`` says whether the kernel resolves ``src_reg 3`` calls
+itself: for the running kernel (``--btf`` is /sys/kernel/btf/vmlinux) the
+probe answers; for a kernel given as BTF, :func:`sigbpf.resolve.native.native_prog_btf`
+(true when the BTF has the seed's FUNC ``resolve_loader_kfunc``, else null:
+unknown). ``excl_prog_hash.compares`` follows it: the digest "before"
+resolution on a kernel that resolves natively, "after" otherwise.
 
 ``errno`` is the seed's (EINVAL, ENOENT) when its pass rejects; when a check
 beyond the seed rejects, the errno the kernel would answer later: EINVAL for
@@ -34,8 +43,13 @@ rejected (by the seed's rules or by a check), 2 bad input.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sigbpf.btf.spec import VMLINUX_PATH
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sigbpf.btf.spec import BTF
 
 
 def add_check_flags(parser: argparse.ArgumentParser, *, digest: bool = False) -> None:
@@ -100,15 +114,50 @@ def run(args: argparse.Namespace) -> int:
                              kfunc_set=target.kfunc_set, options=options)
                for b in subject.bind(target.vmlinux)]
     ok = all(r.ok for r in reports)
+    native = native_support(args.btf, target.vmlinux)
     if args.json:
-        emit_json(_as_json(reports, subject.is_artifact, args.btf, args.digest))
+        emit_json(_as_json(reports, subject.is_artifact, args.btf, args.digest, native))
     else:
-        _print_text(reports, args.btf, args.digest)
+        _print_text(reports, args.btf, args.digest, native)
     return 0 if ok else 1
 
 
-def _as_json(reports: list, is_artifact: bool, btf: str, digest: bool) -> dict[str, object]:
-    from sigbpf.resolve.report import EXCL_PROG_HASH, EXCL_PROG_HASH_REASON
+@dataclass(frozen=True, slots=True)
+class NativeSupport:
+    """Does the kernel resolve src_reg 3 itself: True/False, None = unknown; how it was known."""
+
+    native: bool | None
+    source: str   # "probe" (the running kernel) or "BTF"
+    detail: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"native": self.native, "source": self.source, "detail": self.detail}
+
+
+def native_support(btf_path: str, vmlinux: "BTF") -> NativeSupport:
+    """For the running kernel's BTF path, the probe (the BTF rule if it cannot run: no
+    permission); for any other kernel, the BTF rule (:mod:`sigbpf.resolve.native`)."""
+    import os
+
+    from sigbpf.resolve.native import describe, native_prog_btf
+
+    if os.path.realpath(btf_path) == os.path.realpath(VMLINUX_PATH):
+        from sigbpf.errors import KernelError
+        from sigbpf.kernel.probe import kernel_resolves_prog_btf
+
+        try:
+            probe = kernel_resolves_prog_btf()
+            return NativeSupport(probe.native, "probe",
+                                 f"{describe(probe.native, source='probe')}: {probe.detail}")
+        except KernelError:
+            pass
+    native = native_prog_btf(vmlinux)
+    return NativeSupport(native, "BTF", describe(native, source="BTF"))
+
+
+def _as_json(reports: list, is_artifact: bool, btf: str, digest: bool,
+             native: NativeSupport) -> dict[str, object]:
+    from sigbpf.resolve.report import excl_prog_hash_digest
 
     if not is_artifact:
         out = reports[0].as_json()
@@ -126,13 +175,15 @@ def _as_json(reports: list, is_artifact: bool, btf: str, digest: bool) -> dict[s
         }
     out["checks"] = reports[0].checks if reports else {}
     if digest:
-        out["excl_prog_hash"] = {"compares": EXCL_PROG_HASH, "why": EXCL_PROG_HASH_REASON}
+        compares, why = excl_prog_hash_digest(native.native)
+        out["excl_prog_hash"] = {"compares": compares, "why": why}
+    out["native_prog_btf"] = native.as_json()
     out["btf"] = btf
     return out
 
 
-def _print_text(reports: list, btf: str, digest: bool) -> None:
-    from sigbpf.resolve.report import EXCL_PROG_HASH_REASON
+def _print_text(reports: list, btf: str, digest: bool, native: NativeSupport) -> None:
+    from sigbpf.resolve.report import excl_prog_hash_digest
 
     for r in reports:
         label = f"program {r.name}" if r.name is not None else "instructions"
@@ -160,5 +211,7 @@ def _print_text(reports: list, btf: str, digest: bool) -> None:
         after = r.after.sha256.hex() if r.after else "-"
         print(f"  sha256  before {r.before.sha256.hex()}")
         print(f"          after  {after}")
+    print(native.detail)
     if digest:
-        print(f"excl_prog_hash: compare with the digest after resolution: {EXCL_PROG_HASH_REASON}")
+        compares, why = excl_prog_hash_digest(native.native)
+        print(f"excl_prog_hash: compare with the digest {compares} resolution: {why}")

@@ -34,13 +34,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from sigbpf.btf.spec import BTF
     from sigbpf.resolve.kfunc_check import KfuncSet
 
-#: Which digest a kernel compares with a map's ``excl_prog_hash``, and why we think so.
-EXCL_PROG_HASH = "after"
-EXCL_PROG_HASH_REASON = (
-    "the kernel computes prog->digest in bpf_prog_calc_tag() at the start of the ld_imm64 "
-    "pass, after add_subprog_and_kfunc() where the seed rewrites the calls: so the digest of "
-    "the resolved instructions (an inference from the source order; observed here for "
-    "userspace resolution, where the kernel only ever sees the resolved instructions)")
+#: The digest a map's ``excl_prog_hash`` is compared with (measured, docs/FINDINGS.md §4):
+#: ``bpf_prog_calc_tag()`` hashes the instructions as they reach the kernel, before the
+#: seed's rewrite. So "after" (the resolved instructions) when sigbpf resolves in userspace,
+#: "before" (src_reg 3, prog-BTF ids) when the kernel resolves them itself.
+_EXCL_PROG_HASH = {
+    False: ("after", "sigbpf resolves the calls in userspace for this kernel, so the kernel "
+                     "digests the resolved instructions (measured on 6.18)"),
+    True: ("before", "this kernel resolves the calls itself, after bpf_prog_calc_tag() has "
+                     "digested the instructions as sent (measured on the seed test kernel)"),
+    None: ("after", "unknown whether this kernel resolves src_reg 3 itself: the digest after "
+                    "resolution if sigbpf resolves in userspace (its path there), before if the "
+                    "kernel does (measured on the seed test kernel)"),
+}
+
+
+def excl_prog_hash_digest(native: bool | None) -> tuple[str, str]:
+    """("before"|"after", why): the digest ``excl_prog_hash`` must equal on a kernel that
+    resolves src_reg 3 itself (*native* True), does not (False), or may (None)."""
+    return _EXCL_PROG_HASH[native]
 
 
 @dataclass(frozen=True, slots=True)

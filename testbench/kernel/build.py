@@ -25,9 +25,9 @@ The recipe, in order:
    (~2 GB) are deleted.
 
 Cache: ``${SIGBPF_CACHE:-~/.cache/sigbpf}/vm/seed-<flavour>-<key>/``, *key* a
-hash of the source package version, the patch, the flavour's fragments, the
-certificate and :data:`RECIPE`, so a change to any of them builds anew and
-nothing else does. Flavours: :data:`FLAVOURS`.
+hash of the source package version, the patch's diff (not its message), the
+flavour's fragments, the certificate and :data:`RECIPE`, so a change to any of
+them builds anew and nothing else does. Flavours: :data:`FLAVOURS`.
 """
 
 from __future__ import annotations
@@ -39,23 +39,24 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO
 
 from testbench.debian import (
     FetchError,
     Kernel,
-    PrivateApt,
     _dpkg_x,
     _fs_version,
     _index_stamp,
+    _kernel_from_dir,
     _locked,
     _VersionKey,
-    _want_refresh,
     cache_root,
+    should_ask,
+    staged,
+    updated_archive,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -124,13 +125,10 @@ def fetch_source(series: str = SERIES, suite: str = SUITE, refresh: bool | None 
     with _locked(root):
         cached = _source_dirs(series)
         stamp = _index_stamp(suite, f"source-{series}", "all")
-        ask = not cached or (refresh if refresh is not None else _want_refresh(stamp))
-        if not ask:
+        if not should_ask(cached, stamp, refresh):
             return cached[0]
         try:
-            with tempfile.TemporaryDirectory(prefix="sigbpf-apt-") as tmp:
-                apt = PrivateApt([suite], Path(tmp))
-                apt.update()
+            with updated_archive(suite) as apt:
                 versions = apt.packages().get(package)
                 if not versions:
                     raise FetchError(f"no {package} in {suite}")
@@ -140,25 +138,17 @@ def fetch_source(series: str = SERIES, suite: str = SUITE, refresh: bool | None 
                 if have:
                     return have[0]
                 dest = root / f"{package}_{_fs_version(version)}"
-                staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
-                try:
+                with staged(dest) as staging:
                     (deb,) = apt.download([f"{package}={version}"], staging / "debs")
                     _dpkg_x(deb, staging / "root")
                     tarballs = list((staging / "root").glob(f"usr/src/{package}.tar.*"))
                     if len(tarballs) != 1:
                         raise FetchError(f"{deb.name}: no usr/src/{package}.tar.* inside")
-                    tarball = staging / tarballs[0].name
-                    tarballs[0].rename(tarball)
+                    tarball = tarballs[0].rename(staging / tarballs[0].name)
                     shutil.rmtree(staging / "root")
                     shutil.rmtree(staging / "debs")
                     (staging / "source.json").write_text(json.dumps(
                         {"package": package, "version": version, "tarball": tarball.name}) + "\n")
-                    if dest.exists():
-                        shutil.rmtree(dest)
-                    staging.rename(dest)
-                except BaseException:
-                    shutil.rmtree(staging, ignore_errors=True)
-                    raise
                 return Source(version, dest / tarball.name)
         except FetchError:
             if cached:
@@ -198,10 +188,20 @@ def config_mismatches(fragment: str, config: str) -> list[str]:
             for name, want in fragment_settings(fragment).items() if final.get(name) != want]
 
 
+def patch_diff(text: str) -> str:
+    """The part of a patch that changes the kernel: from its first ``--- a/`` line on
+    (the message above it is documentation; editing it does not rebuild)."""
+    start = text.find("\n--- a/")
+    if start < 0:
+        raise BuildError(f"{PATCH.name}: no '--- a/' line: not a patch")
+    return text[start + 1:]
+
+
 def cache_key(source_version: str, flavour: str, cert: Path = TEST_CERT) -> str:
-    """The cache key of a build: source version, patch, fragments, certificate, recipe."""
+    """The cache key of a build: source version, the patch's diff, fragments, certificate, recipe."""
     h = hashlib.sha256()
-    for part in (RECIPE.encode(), source_version.encode(), flavour.encode(), PATCH.read_bytes(),
+    for part in (RECIPE.encode(), source_version.encode(), flavour.encode(),
+                 patch_diff(PATCH.read_text()).encode(),
                  fragment_text(flavour, Path(PLACEHOLDER)).encode(), cert.read_bytes()):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()[:16]
@@ -210,18 +210,14 @@ def cache_key(source_version: str, flavour: str, cert: Path = TEST_CERT) -> str:
 # ---------------------------------------------------------------------- the cache
 
 def _seed_from_dir(d: Path) -> SeedKernel | None:
-    meta_path = d / "kernel.json"
-    if not meta_path.exists():
+    """The complete build in *d*: the bench's kernel entry plus what only a build has."""
+    base = _kernel_from_dir(d)
+    if base is None:
         return None
-    meta = json.loads(meta_path.read_text())
-    k = SeedKernel(release=meta["release"], version=meta["version"], suite=meta["suite"],
-                   packages=meta["packages"], dir=d, vmlinuz=d / meta["vmlinuz"],
-                   modules_dir=d / meta["modules_dir"], config=d / meta["config"],
-                   flavour=meta["flavour"], btf=d / meta["btf"],
-                   system_map=d / meta["system_map"], build_seconds=meta.get("build_seconds"))
-    if not k.vmlinuz.exists() or not k.modules_dir.is_dir():
-        return None
-    return k
+    meta = json.loads((d / "kernel.json").read_text())
+    return SeedKernel(**{f.name: getattr(base, f.name) for f in fields(Kernel)},
+                      flavour=meta["flavour"], btf=d / meta["btf"],
+                      system_map=d / meta["system_map"], build_seconds=meta.get("build_seconds"))
 
 
 def cached_seed_kernels(flavour: str) -> list[SeedKernel]:
@@ -283,19 +279,18 @@ def _run(cmd: list[str], cwd: Path, log: IO[str], progress: _Progress | None = N
 
 def build(flavour: str, source: Source, dest: Path, *, jobs: int = 2,
           progress: IO[str] | None = sys.stderr, cert: Path = TEST_CERT) -> SeedKernel:
-    """Build the *flavour* kernel from *source* into *dest* (which must not exist yet)."""
+    """Build the *flavour* kernel from *source* into *dest* (replaced when the build succeeds)."""
     missing = _tools_missing()
     if missing:
         raise BuildError(f"cannot build the seed kernel: {', '.join(missing)} not installed "
                          "(scripts/deps.sh installs them)")
     p = _Progress(flavour, progress)
     fragment = fragment_text(flavour, cert)
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-seed-{flavour}-", dir=dest.parent))
     t0 = time.monotonic()
-    try:
+    with staged(dest, prefix=f".staging-seed-{flavour}-") as staging:
         with open(staging / "build.log", "w") as log:
             p.say(f"building linux-source-{SERIES} {source.version} + PROG_BTF patch "
-                  f"(make -j{jobs}; ~8 min on 2 cores) in {staging}")
+                  f"(make -j{jobs}; ~8 min on 2 quiet cores) in {staging}")
             _run(["tar", "-xf", str(source.tarball), "-C", str(staging)], staging, log)
             (src,) = [d for d in staging.iterdir() if d.is_dir() and d.name.startswith("linux-source")]
             _run(["patch", "-p1", "--forward", "-i", str(PATCH)], src, log)
@@ -310,14 +305,13 @@ def build(flavour: str, source: Source, dest: Path, *, jobs: int = 2,
             bad = config_mismatches(fragment, (obj / ".config").read_text())
             if bad:
                 raise BuildError(f"Kconfig did not take the {flavour} fragment: " + "; ".join(bad))
-            p.say("configured; compiling (about 1,200 files)")
+            p.say("configured; compiling (about 1,400 steps)")
             _run([*make, f"-j{jobs}", "bzImage"], src, log, p)
             release = (obj / "include/config/kernel.release").read_text().strip()
             mods = staging / "modules" / release
             (mods / "kernel").mkdir(parents=True)
             builtin = obj / "modules.builtin"
-            shutil.copy(builtin, mods / "modules.builtin") if builtin.exists() else \
-                (mods / "modules.builtin").write_text("")
+            (mods / "modules.builtin").write_bytes(builtin.read_bytes() if builtin.exists() else b"")
             shutil.copy(obj / "arch/x86/boot/bzImage", staging / "bzImage")
             shutil.copy(obj / ".config", staging / "config")
             shutil.copy(obj / "System.map", staging / "System.map")
@@ -333,10 +327,6 @@ def build(flavour: str, source: Source, dest: Path, *, jobs: int = 2,
                 "build_seconds": round(seconds, 1), "built": time.time(),
                 "patch_sha256": hashlib.sha256(PATCH.read_bytes()).hexdigest()}
         (staging / "kernel.json").write_text(json.dumps(meta, indent=1) + "\n")
-        staging.rename(dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     p.say(f"done: {release}, {seconds / 60:.1f} min, cached in {dest}")
     k = _seed_from_dir(dest)
     assert k is not None
