@@ -90,9 +90,13 @@ def _tree_rss(pid: int) -> int:
 
 
 def run_measured(argv: list[str], env: dict[str, str], stdin: str = ""
-                 ) -> tuple[float, int, subprocess.CompletedProcess]:
-    """(wall seconds, peak summed RSS in bytes, the process) of one command."""
+                 ) -> tuple[float, int, subprocess.CompletedProcess, float]:
+    """(wall seconds, peak summed RSS in bytes, the process, CPU seconds of it and all its
+    children) of one command."""
+    import resource
+
     peak = 0
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -110,7 +114,9 @@ def run_measured(argv: list[str], env: dict[str, str], stdin: str = ""
     wall = time.perf_counter() - start
     done.set()
     sampler.join()
-    return wall, peak, subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, peak, subprocess.CompletedProcess(argv, proc.returncode, out, err), cpu
 
 
 LIBBPF_CHILD = r"""
@@ -192,14 +198,14 @@ def main() -> int:
             Path(f).read_bytes()
         cold = run_measured(argv, env)
         warm = run_measured(argv, env)
-        for name, (_, _, proc) in (("cold", cold), ("warm", warm)):
+        for name, (_, _, proc, _) in (("cold", cold), ("warm", warm)):
             if proc.returncode not in (0, 1):
                 print(f"{name} run failed ({proc.returncode}): {proc.stderr[-2000:]}", file=sys.stderr)
                 return 2
         report = json.loads(cold[2].stdout)
         wrong = check_answers(report, fk)
         same = json.loads(warm[2].stdout) == report
-        lib_wall, lib_peak, lib_proc = run_measured([sys.executable, "-c", LIBBPF_CHILD], env,
+        lib_wall, lib_peak, lib_proc, lib_cpu = run_measured([sys.executable, "-c", LIBBPF_CHILD], env,
                                                     json.dumps([files, LIBBPF_NAMES]))
     if lib_proc.returncode != 0:
         print(f"libbpf side failed: {lib_proc.stderr[-2000:]}", file=sys.stderr)
@@ -208,6 +214,7 @@ def main() -> int:
     result = {
         "kernels": n, "jobs": args.jobs or len(os.sched_getaffinity(0)),
         "cold_s": round(cold[0], 2), "cold_peak_mb": round(cold[1] / 2**20, 1),
+        "cold_cpu_s": round(cold[3], 2), "warm_cpu_s": round(warm[3], 2), "libbpf_cpu_s": round(lib_cpu, 2),
         "warm_s": round(warm[0], 2), "warm_peak_mb": round(warm[1] / 2**20, 1),
         "libbpf_s": round(lib_wall, 2), "libbpf_peak_mb": round(lib_peak / 2**20, 1),
         "cold_over_libbpf": round(cold[0] / lib_wall, 2), "warm_over_libbpf": round(warm[0] / lib_wall, 3),
@@ -219,13 +226,14 @@ def main() -> int:
     print(f"{n} kernels (tests/fleet_kernels.py; made or found in {made:.1f} s), "
           f"sigbpf with {result['jobs']} worker(s)")
     print(f"  sigbpf check, cold : {cold[0]:7.2f} s  {n / cold[0]:7.1f} kernels/s  "
-          f"peak {result['cold_peak_mb']:.0f} MB (parent + workers)")
+          f"peak {result['cold_peak_mb']:.0f} MB (parent + workers)  CPU {cold[3]:.1f} s")
     print(f"  sigbpf check, warm : {warm[0]:7.2f} s  {n / warm[0]:7.1f} kernels/s  "
-          f"peak {result['warm_peak_mb']:.0f} MB")
-    print(f"  libbpf via ctypes  : {lib_wall:7.2f} s  {n / lib_wall:7.1f} kernels/s  "
+          f"peak {result['warm_peak_mb']:.0f} MB  CPU {warm[3]:.1f} s")
+    print(f"  libbpf via ctypes  : {lib_wall:7.2f} s  {n / lib_wall:7.1f} kernels/s  CPU {lib_cpu:.1f} s  "
           f"peak {result['libbpf_peak_mb']:.0f} MB (btf__parse + {len(LIBBPF_NAMES)} "
           f"btf__find_by_name_kind per kernel, one process)")
-    print(f"  ratio cold/libbpf {result['cold_over_libbpf']:.2f}, warm/libbpf {result['warm_over_libbpf']:.3f}")
+    print(f"  ratio cold/libbpf {result['cold_over_libbpf']:.2f}, warm/libbpf {result['warm_over_libbpf']:.3f} "
+          f"(wall); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: other work shares them")
     print(f"  answers: {wrong} cell(s) differ from the known answers; warm report "
           f"{'equals' if same else 'DIFFERS FROM'} cold")
     return 0 if wrong == 0 and same else 1

@@ -24,9 +24,9 @@ mutation breaks.  CO-RE checks are named by what they relocate (``core:pid``,
 ``core:tgid``, ``core:pidtype``); :func:`core_keys` maps those to the
 artifact's ``core:PROG/insn N`` keys.
 
-The set is written once under ``$SIGBPF_CACHE/fleet-testdata/<key>/`` (default
-``~/.cache/sigbpf``), *key* covering this file and the corpus files; a
-``manifest.json`` written last marks it complete.
+The set is written once under ``$SIGBPF_CACHE/fleet-testdata/<count>-<key>/``
+(default ``~/.cache/sigbpf``), *key* covering the code that makes it and the
+corpus files; a ``manifest.json`` written last marks it complete.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import hashlib
 import io
 import json
 import lzma
-import os
 import shutil
 import struct
 import tarfile
@@ -365,7 +364,11 @@ class FleetKernels:
 
 
 def _key(count: int) -> str:
-    h = hashlib.sha256(GENERATOR_VERSION.encode() + Path(__file__).read_bytes() + str(count).encode())
+    """What the set's content depends on: the code that makes it, the corpus, the count."""
+    import inspect
+
+    code = "".join(inspect.getsource(f) for f in (specs, RawEdit, _mutate, _module, _write, _generate))
+    h = hashlib.sha256(GENERATOR_VERSION.encode() + code.encode() + str(count).encode())
     for k in (K61, K612):
         for suffix in ("btf", "BTF_ids"):
             h.update((CORPUS / f"{k}.{suffix}.xz").read_bytes())
@@ -373,8 +376,10 @@ def _key(count: int) -> str:
 
 
 def cache_root() -> Path:
-    base = os.environ.get("SIGBPF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sigbpf")
-    return Path(base) / "fleet-testdata"
+    """Beside the fleet check's own cache (``$SIGBPF_CACHE`` or ``~/.cache/sigbpf``)."""
+    from sigbpf.fleet.cache import cache_dir
+
+    return cache_dir().parent / "fleet-testdata"
 
 
 def fleet_kernels(count: int = 1000) -> FleetKernels:

@@ -93,7 +93,7 @@ class Mentions:
     """
 
     names: tuple[bytes, ...]
-    base_offsets: tuple[bytes, ...]
+    base_offsets: tuple[int, ...]
 
     @classmethod
     def of(cls, names: Iterable[str], vmlinux: "ScanBTF", core_names: Iterable[str] = ()) -> "Mentions":
@@ -103,7 +103,7 @@ class Mentions:
 
         raw = tuple(n.encode() for n in names)
         raw += tuple(c for c in (n.encode() for n in core_names) if not vmlinux.names_any((c,)))
-        offsets = {struct.pack("<I", off) for r in raw for off in string_offsets(vmlinux, r)[:8]}
+        offsets = {off for r in raw for off in string_offsets(vmlinux, r)[:8]}
         return cls(raw, tuple(sorted(offsets)))
 
     def in_btf(self, btf: bytes | bytearray) -> bool:
@@ -115,14 +115,10 @@ class Mentions:
         for name in self.names:
             if strings.startswith(name + b"\0") or b"\0" + name + b"\0" in strings:
                 return True
+        from sigbpf.fleet.scanbtf import word_positions
+
         types = btf[hdr_len + type_off:hdr_len + type_off + type_len]
-        for needle in self.base_offsets:
-            i = types.find(needle)
-            while i >= 0:
-                if i % 4 == 0:
-                    return True
-                i = types.find(needle, i + 1)
-        return False
+        return any(next(word_positions(types, off), None) is not None for off in self.base_offsets)
 
 
 def _module_name(file_name: str) -> str:

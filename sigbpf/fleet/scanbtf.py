@@ -27,6 +27,7 @@ import errno as _errno
 import struct
 from array import array
 from operator import itemgetter
+from typing import Iterator
 
 from sigbpf.btf import kinds as K
 from sigbpf.btf.kinds import Kind
@@ -37,6 +38,16 @@ from sigbpf.errors import NotFoundError
 _U32 = struct.Struct("=I")
 #: More string offsets than this for one name: look it up in BTF's index instead.
 _MANY = 32
+
+
+def word_positions(data: bytes | bytearray, word: int) -> Iterator[int]:
+    """Indexes (in 4-byte words) where the host-order u32 *word* stands at a word boundary."""
+    needle = _U32.pack(word)
+    i = data.find(needle)
+    while i >= 0:
+        if i % 4 == 0:
+            yield i // 4
+        i = data.find(needle, i + 1)
 
 
 def string_offsets(btf: BTF, raw: bytes) -> list[int]:
@@ -94,28 +105,16 @@ class ScanBTF(BTF):
         records = self._offsets
         found: list[int] = []
         for off in offsets:
-            needle = _U32.pack(off)
-            i = data.find(needle)
-            while i >= 0:
-                if i % 4 == 0:
-                    idx = i // 4
-                    if (words[records[idx] + 1] >> 24) & 0x1F == kind:
-                        found.append(self.start_id + idx)
-                i = data.find(needle, i + 1)
+            for idx in word_positions(data, off):
+                if (words[records[idx] + 1] >> 24) & 0x1F == kind:
+                    found.append(self.start_id + idx)
         return sorted(set(found))
 
     def names_any(self, names: "tuple[bytes, ...]") -> bool:
         """True when one of this blob's own records (any kind) is named one of *names*."""
         data = self._own_name_offs()
-        for raw in names:
-            for off in string_offsets(self, raw):
-                needle = _U32.pack(off)
-                i = data.find(needle)
-                while i >= 0:
-                    if i % 4 == 0:
-                        return True
-                    i = data.find(needle, i + 1)
-        return False
+        return any(next(word_positions(data, off), None) is not None
+                   for raw in names for off in string_offsets(self, raw))
 
     def find_all_by_name_kind(self, name: str, kind: Kind | int) -> list[int]:
         found = self.base.find_all_by_name_kind(name, kind) if self.base is not None else []

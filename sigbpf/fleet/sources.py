@@ -99,18 +99,28 @@ def _is_kernel_file(name: str) -> bool:
             or name.endswith(".btf.tar.xz") or name.endswith(".deb"))
 
 
-def _siblings(directory: str, names: Sequence[str], stem: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(module BTF files, .BTF_ids files) next to kernel *stem* among *names*."""
-    modules, ids = [], []
-    for n in names:
-        base = _strip_xz(n)
-        if base == f"{stem}.BTF_ids":
-            ids.append(os.path.join(directory, n))
-        elif base.startswith(stem + ".") and base.endswith(".btf"):
-            module = base[len(stem) + 1:-4]
-            if _MODULE_NAME.fullmatch(module):
-                modules.append(os.path.join(directory, n))
-    return tuple(sorted(modules)), tuple(sorted(ids))
+class _Siblings:
+    """The sibling files of each kernel stem in one directory, indexed once (1,000 kernels in
+    a directory are grouped in one pass, not one pass per kernel)."""
+
+    def __init__(self, directory: str, names: Sequence[str]) -> None:
+        self.directory = directory
+        self.ids: dict[str, list[str]] = {}
+        self.modules: dict[str, list[str]] = {}
+        for n in names:
+            base = _strip_xz(n)
+            if base.endswith(".BTF_ids"):
+                self.ids.setdefault(base[:-8], []).append(n)
+            elif base.endswith(".btf"):
+                head, dot, module = base[:-4].rpartition(".")
+                if dot and _MODULE_NAME.fullmatch(module):
+                    self.modules.setdefault(head, []).append(n)
+
+    def of(self, stem: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(module BTF files, .BTF_ids files) of kernel *stem*."""
+        join = os.path.join
+        return (tuple(sorted(join(self.directory, n) for n in self.modules.get(stem, ()))),
+                tuple(sorted(join(self.directory, n) for n in self.ids.get(stem, ()))))
 
 
 def _kernel_stems(names: Sequence[str]) -> set[str]:
@@ -135,7 +145,7 @@ class _Collector:
     def unreadable(self, path: str, why: str) -> None:
         self.out.append(KernelSource(SourceKind.UNREADABLE, path, label=path, error=why))
 
-    def file(self, path: str, names_here: Sequence[str] | None = None) -> None:
+    def file(self, path: str, siblings: "_Siblings | None" = None) -> None:
         directory, name = os.path.split(path)
         if name.endswith(".deb"):
             self.debs.append(path)
@@ -145,14 +155,17 @@ class _Collector:
             self.out.append(KernelSource(SourceKind.BTFHUB, path,
                                          label=release_from_name(name[:-7]) or path))
             return
-        if names_here is None:
-            try:
-                names_here = os.listdir(directory or ".")
-            except OSError:
-                names_here = []
         base = _strip_xz(name)
         stem = base[:-4] if base.endswith(".btf") else base
-        modules, ids = _siblings(directory, names_here, stem) if base.endswith(".btf") else ((), ())
+        modules: tuple[str, ...] = ()
+        ids: tuple[str, ...] = ()
+        if base.endswith(".btf"):
+            if siblings is None:
+                try:
+                    siblings = _Siblings(directory, os.listdir(directory or "."))
+                except OSError:
+                    siblings = _Siblings(directory, ())
+            modules, ids = siblings.of(stem)
         self.out.append(KernelSource(SourceKind.BTF_FILE, path, modules, ids,
                                      label=release_from_name(name) or path))
 
@@ -164,6 +177,7 @@ class _Collector:
             dirs.sort()
             names = sorted(files)
             stems = _kernel_stems(names)
+            siblings = _Siblings(directory, names)
             for name in names:
                 if not _is_kernel_file(name):
                     continue
@@ -172,7 +186,7 @@ class _Collector:
                 path = os.path.join(directory, name)  # unreadable: its reader says why
                 if name.endswith(".deb"):
                     self.walked.add(path)
-                self.file(path, names)
+                self.file(path, siblings)
 
     def sources(self) -> list[KernelSource]:
         groups = _group_debs(self.debs, self.walked)
