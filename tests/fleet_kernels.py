@@ -38,7 +38,6 @@ import lzma
 import shutil
 import struct
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -398,10 +397,10 @@ def fleet_kernels(count: int = 1000) -> FleetKernels:
 
 def _generate(root: Path, count: int) -> None:
     from sigbpf.btf import kfuncs
+    from testbench.debian import staged
 
     root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root.parent))
-    try:
+    with staged(root) as staging:
         bases: dict[str, tuple[bytes, BTF, bytes, list[int]]] = {}
         for k in (K61, K612):
             data = lzma.decompress((CORPUS / f"{k}.btf.xz").read_bytes())
@@ -414,18 +413,11 @@ def _generate(root: Path, count: int) -> None:
             data, btf, ids, kfunc_ids = bases[spec.base]
             edit = RawEdit(data, btf)
             _mutate(edit, spec, kfunc_ids)
-            out = edit.encode()
-            _write(staging, spec, out, ids)
+            _write(staging, spec, edit.encode(), ids)
         (staging / "manifest.json").write_text(json.dumps({
             "generator": GENERATOR_VERSION,
             "kernels": [{"name": s.name, "index": s.index, "base": s.base, "mutation": s.mutation,
                          "source": s.source, "layout": s.layout} for s in all_specs]}, indent=0))
-        if root.exists():
-            shutil.rmtree(root)
-        staging.rename(root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _write(staging: Path, spec: Spec, btf: bytes, ids: bytes) -> None:
