@@ -6,7 +6,7 @@ In one run, on the same machine and the same kernels:
 
 * **cold**: ``sigbpf check tests/progs/fleet_all.c's object KERNELS_DIR --json``
   with an empty cache directory (``SIGBPF_CACHE``), wall time and the peak of
-  the summed RSS of the process and all its children (sampled every 20 ms
+  the summed RSS of the process and all its children (sampled every 100 ms
   from /proc), with the default worker count (the CPUs this process may use);
 * **warm**: the same command again, the cache now filled;
 * **libbpf**: the same look-ups through libbpf.so.1 (Debian's libbpf1) via
@@ -106,7 +106,7 @@ def run_measured(argv: list[str], env: dict[str, str], stdin: str = ""
         nonlocal peak
         while not done.is_set():
             peak = max(peak, _tree_rss(proc.pid))
-            done.wait(0.02)
+            done.wait(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

@@ -267,6 +267,4 @@ def expand(kernels: Iterable[str]) -> list[KernelSource]:
 
 def explicit(btf: str, modules: Sequence[str], btf_ids: Sequence[str]) -> KernelSource:
     """A legacy ``--btf`` kernel with exactly the ``--module``/``--btf-ids`` files given."""
-    if btf == SYS_VMLINUX and not modules and not btf_ids:
-        pass  # the running kernel's file, read like any BTF file
     return KernelSource(SourceKind.BTF_FILE, btf, tuple(modules), tuple(btf_ids), label=btf)
