@@ -123,13 +123,31 @@ def _prog_btf_func_name(prog_btf: "BTF", imm: int) -> str | None:
     return prog_btf.name_of(type_id)
 
 
+def attached_prog_btf(prog_btf: "BTF | None", *, func_info: bool, line_info: bool,
+                      core_relos: bool) -> "BTF | None":
+    """The program BTF the verifier has (``env->prog->aux->btf``) for a ``BPF_PROG_LOAD``.
+
+    The kernel takes ``prog_btf_fd`` only when ``func_info``, ``line_info`` or
+    CO-RE relocations come with it (7.3's ``bpf_prepare_btf_info()``; older
+    kernels' ``check_btf_info_early()`` the same, without the CO-RE case):
+    a ``prog_btf_fd`` alone leaves ``aux->btf`` NULL and the seed's first
+    check refuses every PROG_BTF call ("requires prog BTF"), as the
+    differential test measured on the patched 7.3 kernel.  *prog_btf* is the
+    BTF behind ``prog_btf_fd`` (None: no fd); the flags say which of the
+    three the load passes.
+    """
+    return prog_btf if func_info or line_info or core_relos else None
+
+
 def resolve_kfunc_calls(insns: Sequence[Instruction], prog_btf: "BTF | None",
                         vmlinux: "BTF | None") -> Resolution:
     """Run the seed's PROG_BTF resolution over *insns* (slot indexes = the kernel's insn indexes).
 
-    *prog_btf* is the program's own BTF (``prog_btf_fd``; None = not given),
-    *vmlinux* the kernel's (None = a kernel without BTF).  Returns a
-    :class:`Resolution`; a rejected program is a result, not an exception.
+    *prog_btf* is the program BTF the verifier has: the BTF of ``prog_btf_fd``
+    when the load also passes func_info, line_info or CO-RE relocations, None
+    otherwise (:func:`attached_prog_btf` says which); *vmlinux* the kernel's
+    (None = a kernel without BTF).  Returns a :class:`Resolution`; a
+    rejected program is a result, not an exception.
     """
     out = list(insns)
     calls: list[KfuncCall] = []
