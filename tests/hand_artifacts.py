@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import struct
 
-from sigbpf.artifact.format import Artifact, Kfunc, KfuncSite, KfuncSiteKind, Map, MapKind, Program
+from sigbpf.artifact.format import Artifact, FuncInfo, Kfunc, KfuncSite, KfuncSiteKind, Map, \
+    MapKind, Program
 from sigbpf.asm import (Instruction, JmpOp, PseudoCall, PseudoLdImm64, Size, call_kfunc, exit_,
                         jmp_imm, ld_imm64, ldx_mem, mov64_imm)
 from sigbpf.btf import BTFBuilder, Func, FuncLinkage, FuncProto, Int, IntEncoding, Param
+from sigbpf.btf.types import Ptr
 
 SYSCALL, SLEEPABLE = 31, 16
 
@@ -38,8 +40,14 @@ class ArtifactMaker:
 
     def artifact(self, insns: list[Instruction], sites: list[KfuncSite],
                  maps: tuple[Map, ...] = (), name: str = "prog") -> Artifact:
+        """The artifact of one program *name*, with the func_info record clang writes (its
+        FUNC at insn 0): without func_info the kernel would not attach the program BTF."""
+        ctx = self.btf.add(Ptr(0))
+        main = self.btf.add(Func(name, self.btf.add(FuncProto(self.int_id, (Param("ctx", ctx),))),
+                                 FuncLinkage.STATIC))
         prog = Program(name=name, section="syscall", prog_type=SYSCALL, insns=tuple(insns),
-                       prog_flags=SLEEPABLE, license="GPL", kfunc_sites=tuple(sites))
+                       prog_flags=SLEEPABLE, license="GPL", kfunc_sites=tuple(sites),
+                       func_info=(FuncInfo(0, main),))
         return Artifact("hand", self.btf.encode(), (prog,), maps, tuple(self.kfuncs))
 
 

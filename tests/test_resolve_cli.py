@@ -214,17 +214,42 @@ def test_artifact_with_module_redefining_a_kfunc(cli, art, tmp_path):
 
 
 def multi_program_artifact(path):
-    p = prog_btf("bpf_rcu_read_lock", "bpf_sigbpf_missing")
+    """Two programs, each with the func_info record clang writes (FUNCs "good" and "bad"):
+    the kernel attaches the program BTF to a load only with func/line info or CO-RE relos."""
+    from sigbpf.artifact.format import FuncInfo
+
+    p = prog_btf("bpf_rcu_read_lock", "bpf_sigbpf_missing", "good", "bad")
     f = p.funcs
     one = Program("good", "syscall", 31, (call3(f["bpf_rcu_read_lock"]), mov64_imm(0, 0), exit_()),
-                  license="GPL", kfunc_sites=(KfuncSite(0, 0),))
+                  license="GPL", kfunc_sites=(KfuncSite(0, 0),),
+                  func_info=(FuncInfo(0, f["good"]),))
     two = Program("bad", "syscall", 31, (mov64_imm(0, 0), call3(f["bpf_sigbpf_missing"]), exit_()),
-                  license="GPL", kfunc_sites=(KfuncSite(1, 1),))
+                  license="GPL", kfunc_sites=(KfuncSite(1, 1),), func_info=(FuncInfo(0, f["bad"]),))
     art = Artifact("multi", p.raw, (one, two), (),
                    (Kfunc("bpf_rcu_read_lock", f["bpf_rcu_read_lock"]),
                     Kfunc("bpf_sigbpf_missing", f["bpf_sigbpf_missing"])))
     path.write_bytes(art.encode())
     return path
+
+
+def test_a_program_without_func_info_gets_no_prog_btf(cli, tmp_path):
+    """The kernel attaches the program BTF only to a load with func_info, line_info or CO-RE
+    relocations (measured on the patched kernel, tests/test_seed_differential.py): a program
+    without them meets the seed's first check, as the prediction says."""
+    import dataclasses
+
+    from sigbpf.artifact.format import Artifact
+
+    path = multi_program_artifact(tmp_path / "multi.sbpf")
+    art = Artifact.decode(path.read_bytes())
+    bare = dataclasses.replace(art, programs=tuple(dataclasses.replace(p, func_info=())
+                                                   for p in art.programs))
+    path.write_bytes(bare.encode())
+    code, out = run_json(cli, path)
+    assert code == 1 and [(p["name"], p["errno"]) for p in out["programs"]] == [
+        ("good", "EINVAL"), ("bad", "EINVAL")]
+    assert out["programs"][0]["log"] == [
+        "kfunc call insn 0: PROG_BTF resolution requires prog BTF and insn->off == 0"]
 
 
 def test_artifact_with_several_programs(cli, tmp_path):

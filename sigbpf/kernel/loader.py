@@ -573,6 +573,13 @@ def _load_program(loaded: LoadedArtifact, program: "Program", session: _Session,
         insns = _apply_ksyms(program, list(insns), ksym_values)
     # The seed's pass and sigbpf's checks (prototype, is-it-a-kfunc, module) run in both paths:
     # in the kernel path as a pre-flight check, in the userspace path to rewrite the calls.
+    # The kernel attaches the program BTF only to a load with func/line info or CO-RE
+    # relocations; the seed's pass sees none otherwise, here as there.
+    from sigbpf.resolve.resolver import attached_prog_btf
+
+    prog_btf = attached_prog_btf(prog_btf, func_info=bool(program.func_info_bytes),
+                                 line_info=bool(program.line_info_bytes),
+                                 core_relos=bool(program.core_relo_bytes))
     report = analyze(insns, prog_btf, session.vmlinux, name=program.name,
                      kfunc_set=session.kfunc_set, options=session.options,
                      modules=session.modules)

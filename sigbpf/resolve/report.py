@@ -175,7 +175,9 @@ def analyze_bound(bound: BoundProgram, prog_btf: "BTF | None", vmlinux: "BTF", *
     """:func:`analyze` for a program bound to a kernel (:meth:`Subject.bind`).
 
     A program that binding already refused gets a rejected report carrying
-    binding's log line and errno; the pass does not run.
+    binding's log line and errno; the pass does not run.  A program whose load carries
+    no func_info, line_info or CO-RE relocations is analyzed without *prog_btf*: the
+    kernel does not attach it (:func:`~sigbpf.resolve.resolver.attached_prog_btf`).
     """
     if bound.error is not None:
         err = bound.error
@@ -183,5 +185,6 @@ def analyze_bound(bound: BoundProgram, prog_btf: "BTF | None", vmlinux: "BTF", *
                          err.errno or _errno.EINVAL, err.insn)
         before = Digest.of(bound.insns) if options.digest else None
         return ProgramReport(bound.name, res, tuple(bound.notes), before, None, {})
-    return analyze(bound.insns, prog_btf, vmlinux, name=bound.name, modules=modules,
-                   kfunc_set=kfunc_set, options=options, notes=bound.notes)
+    return analyze(bound.insns, prog_btf if bound.prog_btf_attached else None, vmlinux,
+                   name=bound.name, modules=modules, kfunc_set=kfunc_set, options=options,
+                   notes=bound.notes)

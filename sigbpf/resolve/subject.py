@@ -50,6 +50,9 @@ class BoundProgram:
     insns: tuple[Instruction, ...]
     notes: tuple[Finding, ...] = ()
     error: ResolveError | None = None
+    #: Whether the kernel attaches the program BTF to this program: only when its load
+    #: carries func_info, line_info or CO-RE relocations (raw instructions: assumed).
+    prog_btf_attached: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,9 @@ class Subject:
                            f"{POISON_CALL_KFUNC_BASE + site.kfunc} (must be dead code)"
                            if is_call else "address is 0"),
                         site="kfunc call" if is_call else "kfunc address"))
-            out.append(BoundProgram(p.name, insns, tuple(notes)))
+            prog = p.program
+            out.append(BoundProgram(p.name, insns, tuple(notes), prog_btf_attached=bool(
+                prog.func_info_bytes or prog.line_info_bytes or prog.core_relo_bytes)))
         return out
 
     @classmethod
