@@ -31,8 +31,14 @@ def private_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def kernels(corpus_btf):
-    return [str(corpus_btf(f"{K61}.btf")), str(corpus_btf(f"{K612}.btf")), VMLINUX]
+def kernels(corpus_btf, tmp_path_factory):
+    """The corpus kernels alone in a directory (no .BTF_ids or module siblings), and this one."""
+    import shutil
+
+    d = tmp_path_factory.mktemp("alone")
+    for k in (K61, K612):
+        shutil.copy(corpus_btf(f"{k}.btf"), d / f"{k}.btf")
+    return [str(d / f"{K61}.btf"), str(d / f"{K612}.btf"), VMLINUX]
 
 
 def check(cli, obj, *kernels):
