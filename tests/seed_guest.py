@@ -96,9 +96,11 @@ def xlated_kfunc_names(xlated: bytes, symbols: dict[int, str]) -> list[str]:
 
 
 def log_kfunc_calls(log: str, names: set[str]) -> list[list]:
-    """``[name, id]`` of each ``(85) call NAME#ID`` line of a verifier log for a kfunc in *names*."""
-    return [[m.group(1), int(m.group(2))] for m in re.finditer(r"\(85\) call (\w+)#(\d+)", log)
-            if m.group(1) in names]
+    """``[name, id]`` of the ``(85) call NAME#ID`` lines of a verifier log for a kfunc in *names*,
+    each pair once, in the order of first appearance (level 2 prints an insn several times)."""
+    pairs = [(m.group(1), int(m.group(2))) for m in re.finditer(r"\(85\) call (\w+)#(\d+)", log)
+             if m.group(1) in names]
+    return [list(pair) for pair in dict.fromkeys(pairs)]
 
 
 def masked(xlated: bytes) -> str:
