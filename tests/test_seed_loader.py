@@ -136,6 +136,7 @@ def names_are_not_signed(cert_path: str) -> dict[str, object]:
 def _run_guest(kernel, cases, tmp_path: Path, cert: Path, measure: bool) -> dict:
     from testbench.vm import run_in_vm
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "guest.py"
     script.write_text(GUEST)
     r = run_in_vm([sys.executable, str(script), json.dumps([cases, OWN_KFUNCS, str(cert), measure])],
