@@ -160,3 +160,23 @@ def test_progress_on_a_terminal_only(bpf_object, kernels, tmp_path):
     assert b"kernels" in drawn and b"3/3" in drawn
     piped = subprocess.run(argv, capture_output=True, env=env, timeout=300)
     assert piped.stderr == b""
+
+
+def test_a_typeless_ksym_the_btf_shows(bpf_object, corpus_btf):
+    """Typeless ksyms are bound through /proc/kallsyms: 'kallsyms' when the kernel's BTF has a
+    VAR or FUNC of that name (here the per-CPU VAR bpf_prog_active, the FUNC vfs_read)."""
+    from dataclasses import replace
+
+    from sigbpf.artifact.format import Ksym
+    from sigbpf.fleet.attach_verdicts import ksym_cells
+    from sigbpf.fleet.needs import load_artifact
+    from sigbpf.fleet.scanbtf import ScanBTF
+
+    path = bpf_object("fleet_all")
+    art = replace(load_artifact(path.read_bytes(), str(path)),
+                  ksyms=(Ksym("bpf_prog_active", 0), Ksym("vfs_read", 0), Ksym("sigbpf_nowhere", 0)))
+    vmlinux = ScanBTF.parse(corpus_btf(f"{K612}.btf").read_bytes(), validate=False)
+    got = [(c.check, c.verdict, c.code) for c in ksym_cells(art, None, vmlinux, ())]
+    assert got == [("ksym:bpf_prog_active", Verdict.OK, "kallsyms"),
+                   ("ksym:vfs_read", Verdict.OK, "kallsyms"),
+                   ("ksym:sigbpf_nowhere", Verdict.WARN, "kallsyms-unknown")]
