@@ -156,6 +156,35 @@ def test_scanning_split_btf(corpus_btf):
     assert scan.names_any((b"bpf_skb_ct_lookup",)) and not scan.names_any((b"bpf_task_from_pid",))
 
 
+@pytest.mark.parametrize("which", [K612, "running", "module"])
+def test_scanning_core_candidates_answer_as_the_index(which, corpus_btf):
+    """The CO-RE candidate search asks a kernel two questions (types named exactly X; types
+    named X plus a flavor); ScanBTF answers them by scanning, TypeNames by indexing every
+    name: the same ids, in the same order, for plain, flavored, missing and common names."""
+    import re
+
+    from sigbpf.btf.core_candidates import TypeNames
+
+    if which == "module":
+        base = corpus_btf(f"{K612}.btf").read_bytes()
+        data = corpus_btf(f"{K612}.nf_conntrack.btf").read_bytes()
+        scan = ScanBTF.parse(data, ScanBTF.parse(base, validate=False), validate=False)
+        index = BTF.parse(data, BTF.parse(base, validate=False), validate=False)
+    else:
+        path = "/sys/kernel/btf/vmlinux" if which == "running" else str(corpus_btf(f"{which}.btf"))
+        data = Path(path).read_bytes()
+        scan, index = ScanBTF.parse(data, validate=False), BTF.parse(data, validate=False)
+    ours, theirs = scan.core_type_names(), TypeNames(index)
+    flavored = {m.decode() for m in re.findall(rb"\0([A-Za-z][A-Za-z0-9_]*?)___[A-Za-z0-9]", data)}
+    kinds = (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.TYPEDEF, Kind.INT)
+    names = ["task_struct", "nf_conn", "list_head", "sock", "bpf_map", "workspace",
+             "syscall_tp_t", "no_such_type", *sorted(flavored)[:20]]
+    for name in names:
+        assert ours.named(name, kinds) == theirs.named(name, kinds), name
+        assert ours.flavored(name, kinds) == theirs.flavored(name, kinds), name
+    assert any(theirs.flavored(n, kinds) for n in flavored) or not flavored
+
+
 def test_helper_table_is_the_running_kernels_enum():
     from sigbpf.fleet.helper_names import HELPERS, helper_name
 

@@ -154,10 +154,14 @@ class CandidateFinder:
         self._names: dict[int, TypeNames] = {}
 
     def type_names(self, btf: "BTF") -> TypeNames:
-        """The :class:`TypeNames` index of *btf* (vmlinux or one of the modules), built once."""
+        """The :class:`TypeNames` index of *btf* (vmlinux or one of the modules), built once.
+        A BTF may bring its own look-up with the same two questions (``named``,
+        ``flavored``) as ``core_type_names()``: the fleet check's, which scans for the few
+        names asked instead of indexing every name."""
         names = self._names.get(id(btf))
         if names is None:
-            names = self._names[id(btf)] = TypeNames(btf)
+            own = getattr(btf, "core_type_names", None)
+            names = self._names[id(btf)] = own() if own is not None else TypeNames(btf)
         return names
 
     def kinds_for(self, kind: Kind) -> tuple[Kind, ...]:

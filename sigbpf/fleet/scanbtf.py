@@ -116,6 +116,11 @@ class ScanBTF(BTF):
         return any(next(word_positions(data, off), None) is not None
                    for raw in names for off in string_offsets(self, raw))
 
+    def core_type_names(self) -> "ScanTypeNames":
+        """The CO-RE candidate search's look-up (:class:`~sigbpf.btf.core_candidates.
+        CandidateFinder`), answered by scanning."""
+        return ScanTypeNames(self)
+
     def find_all_by_name_kind(self, name: str, kind: Kind | int) -> list[int]:
         found = self.base.find_all_by_name_kind(name, kind) if self.base is not None else []
         return found + self._own_ids_named(encode_name(name), int(kind))
@@ -131,3 +136,35 @@ class ScanBTF(BTF):
             label = Kind(kind).name if 0 <= int(kind) <= K.KIND_MAX else str(int(kind))
             raise NotFoundError(f"{label} {name!r} not found in BTF", file=self.file, errno=_errno.ENOENT)
         return ids[0]
+
+
+class ScanTypeNames:
+    """:class:`~sigbpf.btf.core_candidates.TypeNames`' two questions, about *btf*'s own types,
+    answered by scanning for the names asked (same answers, a test compares them)."""
+
+    def __init__(self, btf: ScanBTF) -> None:
+        self.btf = btf
+
+    def named(self, name: str | bytes, kinds) -> list[int]:
+        """Own ids of the types of *kinds* called exactly *name* (kind by kind, id order)."""
+        raw = encode_name(name)
+        return [i for kind in kinds for i in self.btf._own_ids_named(raw, int(kind))]
+
+    def flavored(self, essential: str, kinds) -> list[int]:
+        """Own ids of the types of *kinds* named *essential* plus a flavor (``x___y``)."""
+        from sigbpf.btf.core_types import essential_name
+        from sigbpf.btf.strings import decode_name
+
+        needle = encode_name(essential) + b"___"
+        raws: set[bytes] = set()
+        table = self.btf.strings
+        while table is not None:
+            data = table.data
+            i = data.find(needle)
+            while i >= 0:
+                raw = bytes(data[i:data.index(b"\0", i)])
+                if essential_name(decode_name(raw)) == essential:
+                    raws.add(raw)
+                i = data.find(needle, i + 1)
+            table = table.base
+        return [i for raw in sorted(raws) for i in self.named(raw, kinds)]
