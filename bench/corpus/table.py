@@ -226,24 +226,20 @@ def load_sigbpf(obj: Path, timeout: float = DEFAULT_TIMEOUT, corpus: Path | None
     t_build = 0.0
     with tempfile.TemporaryDirectory(prefix="sigbpf-corpus-") as tmp:
         target = obj
-        if via_artifact:
-            art = Path(tmp) / "obj.sbpf"
-            rc, out, err, t_build = _run_limited([py, "-m", "sigbpf", "build", str(obj), "-o", str(art)],
-                                                 timeout, env=env, cwd=str(ROOT))
+        # Each step turns the previous file into the next: `sigbpf build`, `sigbpf loader`.
+        for step, wanted, out_name in (("build", via_artifact, "obj.sbpf"),
+                                       ("loader", via_loader, "obj.sbpl")):
+            if not wanted:
+                continue
+            made = Path(tmp) / out_name
+            rc, out, err, dt = _run_limited([py, "-m", "sigbpf", step, str(target), "-o", str(made)],
+                                            timeout, env=env, cwd=str(ROOT))
+            t_build += dt
             if rc != 0:
                 what = "timeout" if rc is None else _first_error(err, corpus)
-                return Outcome(False, reason=f"build: {what}", error=f"build: {what}", seconds=t_build)
-            target = art
-        if via_loader:
-            loader = Path(tmp) / "obj.sbpl"
-            rc, out, err, t_gen = _run_limited([py, "-m", "sigbpf", "loader", str(target), "-o",
-                                                str(loader)], timeout, env=env, cwd=str(ROOT))
-            t_build += t_gen
-            if rc != 0:
-                what = "timeout" if rc is None else _first_error(err, corpus)
-                return Outcome(False, reason=f"loader: {what}", error=f"loader: {what}",
+                return Outcome(False, reason=f"{step}: {what}", error=f"{step}: {what}",
                                seconds=t_build)
-            target = loader
+            target = made
         inner = f"exec '{py}' -m sigbpf load '{target}' --json"
         rc, out, err, dt = _run_limited(_private_bpffs(inner), timeout, env=env, cwd=str(ROOT))
     dt += t_build

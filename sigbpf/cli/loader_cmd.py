@@ -383,40 +383,47 @@ def _own_calls_resolution(loader, args: argparse.Namespace, keyring: str | None,
     return True
 
 
-def _refuse_wrong_protocol(loader, path: str) -> None:
-    """UsageError before anything reaches the kernel when the running kernel implements the
-    other loader protocol (:func:`~sigbpf.loadergen.probe.probe_protocol`): such a loader
-    cannot load there (measured: v1 on Debian 7.3 is EACCES at BPF_PROG_LOAD, signed or
-    not).  A kernel that implements neither, or a probe that cannot run, decides nothing:
-    the kernel's own answer is then the one reported."""
-    from sigbpf.errors import KernelError, UsageError
+def _other_protocol(loader):
+    """The probe's answer (:func:`~sigbpf.loadergen.probe.probe_protocol`, asked once per
+    process) when the running kernel implements the *other* loader protocol; None when it
+    implements *loader*'s, neither, or the probe cannot run (the kernel's own answer is
+    then the one reported)."""
+    global _probed
+    from sigbpf.errors import KernelError
     from sigbpf.loadergen.probe import probe_protocol
 
-    try:
-        probed = probe_protocol()
-    except KernelError:
-        return
-    if probed.protocol is None or probed.protocol == loader.protocol:
-        return
-    mine, theirs = int(loader.protocol), int(probed.protocol)
-    raise UsageError(f"{path}: a protocol v{mine} loader, and {probed.describe()}; generate it "
-                     f"again with `sigbpf loader --protocol v{theirs}` (or pass --force to let "
-                     f"the kernel refuse it)")
+    if _probed is None:
+        try:
+            _probed = probe_protocol()
+        except KernelError:
+            return None
+    if _probed.protocol is None or _probed.protocol == loader.protocol:
+        return None
+    return _probed
+
+
+_probed = None
+
+
+def _refuse_wrong_protocol(loader, path: str) -> None:
+    """UsageError before anything reaches the kernel when the running kernel implements the
+    other loader protocol: such a loader cannot load there (measured: v1 on Debian 7.3 is
+    EACCES at BPF_PROG_LOAD, signed or not)."""
+    from sigbpf.errors import UsageError
+
+    probed = _other_protocol(loader)
+    if probed is not None:
+        raise UsageError(f"{path}: a protocol v{int(loader.protocol)} loader, and "
+                         f"{probed.describe()}; generate it again with `sigbpf loader "
+                         f"--protocol v{int(probed.protocol)}` (or pass --force to let the "
+                         f"kernel refuse it)")
 
 
 def _protocol_mismatch(loader, err) -> str:
     """When the kernel refused the loader program (EACCES) and the running kernel implements
-    the other protocol (:func:`~sigbpf.loadergen.probe.probe_protocol`): a clause naming both."""
-    if err.errno != errno.EACCES:
-        return ""
-    from sigbpf.errors import KernelError
-    from sigbpf.loadergen.probe import probe_protocol
-
-    try:
-        probed = probe_protocol()
-    except KernelError:
-        return ""
-    if probed.protocol is None or probed.protocol == loader.protocol:
+    the other protocol (``--force``): a clause naming both."""
+    probed = _other_protocol(loader) if err.errno == errno.EACCES else None
+    if probed is None:
         return ""
     mine, theirs = int(loader.protocol), int(probed.protocol)
     return (f"; this is a protocol v{mine} loader and the running kernel implements protocol "

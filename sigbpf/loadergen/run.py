@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -247,8 +248,6 @@ def load_and_run(loader: Loader, signature: bytes | None = None,
         insns = Instruction.encode(resolved.insns)
     # The blob map is exclusive to the instructions loaded (their SHA-256, as the kernel
     # computes it before any rewrite of its own).
-    import hashlib
-
     with create_map(MapType.ARRAY, 4, len(loader.blob), 1, name=LOADER_MAP_NAME,
                     excl_prog_hash=hashlib.sha256(insns).digest()) as blob_map:
         update_elem(blob_map, struct.pack("<I", 0), loader.blob, what="the loader's blob map")
